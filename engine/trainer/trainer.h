@@ -1,0 +1,70 @@
+// Trainer: the engine's public entry point. Builds the layer-sliding training engine for one
+// HF model from a TrainerSpec, runs optimizer steps on token micro-batches and saves/restores
+// checkpoints. The header is torch-free so the daemon's worker and tests include it cheaply.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/data/token_batch.h"
+#include "engine/trainer/trainer_spec.h"
+
+namespace sfd {
+
+// What the planner decided before any allocation; a job whose plan does not fit is refused.
+struct MemoryPlan {
+  TierBytes need;            // bytes the run will use per tier
+  TierBytes available;       // bytes the machine offers per tier (0 = unknown/unlimited)
+  std::string device_name;   // "cpu" or the CUDA device name
+  int num_layers = 0;
+  int window_slots = 0;      // decoder-layer slots streamed through the device
+  int resident_layers = 0;   // layers kept on the device for the whole run
+  bool activations_on_device = true;
+  std::string summary;       // one human-readable paragraph
+};
+
+struct ModelInfo {
+  std::string architecture;  // e.g. "LlamaForCausalLM"
+  int64_t num_params = 0;
+  int64_t num_matmul_params = 0;  // params that take part in matmuls (for FLOPs)
+  int num_layers = 0;
+  int64_t hidden_size = 0;
+  int64_t vocab_size = 0;
+};
+
+class Trainer {
+ public:
+  // Loads the model, computes and checks the memory plan, allocates all tiers.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerSpec& spec);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const MemoryPlan& plan() const;
+  const ModelInfo& model() const;
+  int64_t step() const;  // optimizer steps completed
+
+  // One optimizer step over `micro_batches` (gradient accumulation, token-weighted loss).
+  absl::StatusOr<StepStats> Step(const std::vector<TokenBatch>& micro_batches);
+  // Mean cross-entropy over all target tokens of `batches`; no parameter change.
+  absl::StatusOr<double> Evaluate(const std::vector<TokenBatch>& batches);
+  // Full fp32 logits [rows, seq, vocab] of one batch with the current weights (tests, small
+  // models only).
+  absl::StatusOr<std::vector<float>> Logits(const TokenBatch& batch);
+
+  // HF-format model directory (sharded safetensors + index + config + tokenizer files).
+  absl::Status SaveModel(const std::string& dir);
+  // Optimizer state (fp32 master, m, v), step and schedule position, into `dir`.
+  absl::Status SaveState(const std::string& dir);
+  absl::Status LoadState(const std::string& dir);
+
+ private:
+  struct Impl;
+  explicit Trainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sfd

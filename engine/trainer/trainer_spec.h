@@ -1,0 +1,86 @@
+// Plain-struct description of a training run as the engine needs it, and the per-step stats
+// it reports. No torch, no protobuf: the daemon's worker fills these from the job spec.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace sfd {
+
+enum class LrScheduleKind { kConstant, kLinear, kCosine };
+
+struct OptimizerSpec {
+  double lr = 1e-5;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // decoupled (torch.optim.AdamW)
+};
+
+struct LrScheduleSpec {
+  LrScheduleKind kind = LrScheduleKind::kConstant;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;     // needed by linear/cosine
+  double min_lr_ratio = 0.0;   // floor of linear/cosine as a fraction of lr
+};
+
+enum class DeviceKind { kAuto, kCpu, kCuda };
+enum class ActivationPlacement { kAuto, kDevice, kHost };
+
+struct EngineSpec {
+  DeviceKind device = DeviceKind::kAuto;
+  int cuda_device = 0;
+  // Bytes of device memory the engine may use; 0 = all free memory. Decides how many layers
+  // stay resident and where saved activations live.
+  int64_t device_memory_budget = 0;
+  // Decoder-layer slots streamed through the device; 0 = chosen by the planner.
+  int window_slots = 0;
+  ActivationPlacement activations = ActivationPlacement::kAuto;
+  // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
+  std::string compute_dtype;
+  int cpu_threads = 0;        // CPU optimizer threads; 0 = hardware concurrency
+  std::string nvme_dir;       // optimizer state on NVMe when set
+  int64_t lm_head_chunk_tokens = 4096;  // tokens per LM-head/cross-entropy chunk
+};
+
+struct TrainerSpec {
+  std::string model_dir;   // HF model directory (config.json + safetensors)
+  OptimizerSpec optimizer;
+  LrScheduleSpec schedule;
+  double max_grad_norm = 1.0;  // <= 0 disables clipping
+  uint64_t seed = 0;
+  EngineSpec engine;
+};
+
+// Bytes per memory tier, as planned or as measured.
+struct TierBytes {
+  int64_t device = 0;      // GPU memory (or the CPU stand-in tier)
+  int64_t pinned = 0;      // page-locked host memory
+  int64_t host = 0;        // ordinary host memory (master weights, optimizer state)
+  int64_t nvme = 0;        // bytes on the NVMe tier
+};
+
+struct StepStats {
+  int64_t step = 0;            // 1-based optimizer step just completed
+  double loss = 0;             // mean CE over all target tokens of the step
+  double lr = 0;               // lr used by this step
+  double grad_norm = 0;        // global L2 norm before clipping
+  int64_t tokens = 0;          // input tokens processed (all micro-batches)
+  int64_t target_tokens = 0;   // tokens that carried loss
+  double step_seconds = 0;
+  double forward_seconds = 0;
+  double backward_seconds = 0;
+  double optimizer_seconds = 0;  // CPU AdamW wall time (may overlap compute)
+  // Time the compute stream waited, by cause.
+  double stall_weights_seconds = 0;
+  double stall_optimizer_seconds = 0;
+  double stall_activations_seconds = 0;
+  int64_t h2d_bytes = 0;
+  int64_t d2h_bytes = 0;
+  int64_t nvme_bytes = 0;
+  TierBytes peak;              // peak use per tier during the step
+  int64_t host_rss = 0;        // process resident set after the step
+  double model_flops = 0;      // 6*N_matmul*tokens + attention term, per step
+};
+
+}  // namespace sfd
