@@ -156,7 +156,7 @@ absl::Status SafetensorsFile::Parse(std::string_view image) {
     return HeaderError(src, absl::StrCat("not valid JSON: ", e.what()));
   }
   if (!header.is_object()) {
-    return HeaderError(src, absl::StrCat("JSON is a ", header.type_name(), ", not an object"));
+    return HeaderError(src, absl::StrCat("JSON is not an object (got ", header.type_name(), ")"));
   }
   if (!duplicate.empty()) {
     return HeaderError(src, absl::StrCat("key \"", duplicate, "\" appears more than once"));
