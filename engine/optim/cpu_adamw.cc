@@ -30,6 +30,7 @@ AdamWConsts MakeAdamWConsts(const AdamWStep& hp) {
   c.beta2 = hp.beta2;
   c.one_minus_beta2 = static_cast<float>(1.0 - beta2);
   c.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  c.inv_bc2_sqrt = static_cast<float>(1.0 / std::sqrt(bc2));
   c.eps = hp.eps;
   c.neg_step_size = static_cast<float>(-(lr / bc1));
   return c;

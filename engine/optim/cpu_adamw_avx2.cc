@@ -20,7 +20,7 @@ namespace optim_internal {
 namespace {
 
 struct Consts8 {
-  __m256 grad_scale, decay, lerp_coef, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size;
+  __m256 grad_scale, decay, lerp_coef, beta2, one_minus_beta2, inv_bc2_sqrt, eps, neg_step_size;
   __m256 base_is_grad;  // all-ones lanes select grad as the lerp base
 };
 
@@ -31,7 +31,7 @@ Consts8 Broadcast(const AdamWConsts& c) {
   r.lerp_coef = _mm256_set1_ps(c.lerp_coef);
   r.beta2 = _mm256_set1_ps(c.beta2);
   r.one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
-  r.bc2_sqrt = _mm256_set1_ps(c.bc2_sqrt);
+  r.inv_bc2_sqrt = _mm256_set1_ps(c.inv_bc2_sqrt);
   r.eps = _mm256_set1_ps(c.eps);
   r.neg_step_size = _mm256_set1_ps(c.neg_step_size);
   r.base_is_grad = _mm256_castsi256_ps(_mm256_set1_epi32(c.lerp_from_end ? -1 : 0));
@@ -71,7 +71,8 @@ inline void AdamW8(const Consts8& c, float* p, float* m, float* v, const G* g, u
   mv = _mm256_fmadd_ps(c.lerp_coef, _mm256_sub_ps(gv, mv), base);
   // v * beta2 + ((1 - beta2) * g) * g
   vv = _mm256_fmadd_ps(_mm256_mul_ps(c.one_minus_beta2, gv), gv, _mm256_mul_ps(vv, c.beta2));
-  const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), c.bc2_sqrt), c.eps);
+  // denom = sqrt(v) / sqrt(bc2) + eps (multiplying by the reciprocal saves one vdivps).
+  const __m256 denom = _mm256_fmadd_ps(_mm256_sqrt_ps(vv), c.inv_bc2_sqrt, c.eps);
   pv = _mm256_add_ps(pv, _mm256_div_ps(_mm256_mul_ps(c.neg_step_size, mv), denom));
   _mm256_storeu_ps(p, pv);
   _mm256_storeu_ps(m, mv);

@@ -22,6 +22,7 @@ struct AdamWConsts {
   float beta2;
   float one_minus_beta2;
   float bc2_sqrt;       // sqrt(1 - beta2^step)
+  float inv_bc2_sqrt;   // 1 / sqrt(1 - beta2^step) (SIMD kernels multiply instead of divide)
   float eps;
   float neg_step_size;  // -lr / (1 - beta1^step)
 };
