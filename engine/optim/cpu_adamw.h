@@ -13,7 +13,7 @@
 //   p = p - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc_k = 1 - beta_k^step
 // Results are bitwise independent of where an element sits in the buffer (tails and unaligned
 // heads go through the same vector code), of the thread count and of the chunking; they differ
-// between SIMD levels only by rounding (FMA contraction), ~1 ulp.
+// between SIMD levels only by rounding (FMA, reciprocal instead of division), ~1-2 ulp.
 //
 // Buffers: all host memory, any alignment; param/m/v/grad are fp32 [n], bf16 buffers are
 // raw uint16 [n] (bf16 bit patterns). In-place aliasing is not allowed except where noted.

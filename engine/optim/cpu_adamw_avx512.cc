@@ -6,6 +6,8 @@
 // tail. Head and tail run the very same arithmetic as the body (masked loads/stores), so an
 // element's result does not depend on its position. Contraction is off in this file: FMAs
 // appear only where written.
+// torch's two divisions become a multiply by 1/sqrt(bc2) and an rcp14 + Newton reciprocal of
+// the denominator (with the divisions the loop was compute-bound, not memory-bound).
 #pragma GCC optimize("fp-contract=off")
 
 #include <immintrin.h>
