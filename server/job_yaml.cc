@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -160,6 +161,17 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
   SFD_YAML_GET(m, GetString, "nvme_dir", std::string, e, nvme_dir);
   SFD_YAML_GET(m, GetInt, "lm_head_chunk_tokens", int64_t, e, lm_head_chunk_tokens);
   return m.RejectUnknownKeys();
+}
+
+// Shortest text that parses back to exactly `x` ("1e-05", not "1.0000000000000001e-05").
+std::string Num(double x) {
+  char buf[40];
+  for (int prec = 6; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof(buf), "%.*g", prec, x);
+    double back = 0;
+    if (absl::SimpleAtod(buf, &back) && back == x) break;
+  }
+  return buf;
 }
 
 bool ValidName(const std::string& name) {
@@ -322,7 +334,6 @@ absl::Status ResolveJobPaths(const PathPolicy& policy, const std::string& job_id
 
 std::string JobSpecToYaml(const v1::JobSpec& s) {
   YAML::Emitter y;
-  y.SetDoublePrecision(17);
   y << YAML::BeginMap;
   y << YAML::Key << "name" << YAML::Value << s.name();
   y << YAML::Key << "model" << YAML::Value << s.model();
@@ -331,7 +342,7 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   y << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   y << YAML::Key << "train" << YAML::Value << d.train();
   y << YAML::Key << "eval" << YAML::Value << d.eval();
-  y << YAML::Key << "eval_fraction" << YAML::Value << d.eval_fraction();
+  y << YAML::Key << "eval_fraction" << YAML::Value << Num(d.eval_fraction());
   y << YAML::Key << "format" << YAML::Value << d.format();
   y << YAML::Key << "chat_template" << YAML::Value << d.chat_template();
   y << YAML::Key << "train_on" << YAML::Value << d.train_on();
@@ -347,16 +358,16 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   y << YAML::Key << "gradient_accumulation_steps" << YAML::Value << t.gradient_accumulation_steps();
   y << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
   y << YAML::Key << "name" << YAML::Value << t.optimizer().name();
-  y << YAML::Key << "lr" << YAML::Value << t.optimizer().lr();
+  y << YAML::Key << "lr" << YAML::Value << Num(t.optimizer().lr());
   y << YAML::Key << "betas" << YAML::Value << YAML::Flow << YAML::BeginSeq
-    << t.optimizer().beta1() << t.optimizer().beta2() << YAML::EndSeq;
-  y << YAML::Key << "eps" << YAML::Value << t.optimizer().eps();
-  y << YAML::Key << "weight_decay" << YAML::Value << t.optimizer().weight_decay();
+    << Num(t.optimizer().beta1()) << Num(t.optimizer().beta2()) << YAML::EndSeq;
+  y << YAML::Key << "eps" << YAML::Value << Num(t.optimizer().eps());
+  y << YAML::Key << "weight_decay" << YAML::Value << Num(t.optimizer().weight_decay());
   y << YAML::EndMap;
   y << YAML::Key << "lr_scheduler" << YAML::Value << t.lr_scheduler();
   y << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps();
-  y << YAML::Key << "min_lr_ratio" << YAML::Value << t.min_lr_ratio();
-  y << YAML::Key << "max_grad_norm" << YAML::Value << t.max_grad_norm();
+  y << YAML::Key << "min_lr_ratio" << YAML::Value << Num(t.min_lr_ratio());
+  y << YAML::Key << "max_grad_norm" << YAML::Value << Num(t.max_grad_norm());
   y << YAML::Key << "seed" << YAML::Value << t.seed();
   y << YAML::EndMap;
   y << YAML::Key << "eval" << YAML::Value << YAML::BeginMap;
