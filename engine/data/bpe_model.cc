@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <queue>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -122,6 +122,12 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
     }
     m->unk_id_ = it->second;
   }
+  m->bmp_char_ids_.assign(0x10000, -1);
+  for (const auto& [tok, id] : m->vocab_) {
+    size_t p = 0;
+    const char32_t cp = NextCodePoint(tok, &p);
+    if (p == tok.size() && cp < 0x10000) m->bmp_char_ids_[cp] = id;
+  }
   for (int b = 0; b < 256; ++b) {
     auto it = m->vocab_.find(absl::StrFormat("<0x%02X>", b));
     m->byte_ids_[b] = it == m->vocab_.end() ? -1 : it->second;
@@ -174,26 +180,39 @@ absl::Status BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* id
   size_t pos = 0;
   while (pos < word.size()) {
     const size_t begin = pos;
-    pos += Utf8SeqLen(static_cast<unsigned char>(word[pos]));
-    auto it = vocab_.find(ToAbsl(word.substr(begin, pos - begin)));
+    const char32_t cp = NextCodePoint(word, &pos);
+    int32_t id = kUnknown;
+    if (cp < 0x10000) {
+      id = bmp_char_ids_[cp];
+    } else {
+      auto it = vocab_.find(ToAbsl(word.substr(begin, pos - begin)));
+      if (it != vocab_.end()) id = it->second;
+    }
     const int32_t idx = static_cast<int32_t>(syms.size());
-    syms.push_back(Symbol{it == vocab_.end() ? kUnknown : it->second, idx - 1, idx + 1,
-                          static_cast<uint32_t>(begin), static_cast<uint32_t>(pos - begin)});
+    syms.push_back(Symbol{id, idx - 1, idx + 1, static_cast<uint32_t>(begin),
+                          static_cast<uint32_t>(pos - begin)});
   }
   syms.back().next = -1;
 
-  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
+  // Min-heap on (rank, left position), storage reused across words.
+  thread_local std::vector<Candidate> heap;
+  heap.clear();
+  const auto cmp = std::greater<Candidate>();
   auto consider = [&](int32_t left) {
     if (left < 0) return;
     const int32_t right = syms[left].next;
     if (right < 0 || syms[left].id < 0 || syms[right].id < 0) return;
     auto it = merges_.find(PairKey(syms[left].id, syms[right].id));
-    if (it != merges_.end()) heap.push({it->second.rank, left, syms[left].id, syms[right].id});
+    if (it != merges_.end()) {
+      heap.push_back({it->second.rank, left, syms[left].id, syms[right].id});
+      std::push_heap(heap.begin(), heap.end(), cmp);
+    }
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) consider(i);
   while (!heap.empty()) {
-    const Candidate c = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end(), cmp);
+    const Candidate c = heap.back();
+    heap.pop_back();
     Symbol& l = syms[c.left];
     if (l.id != c.left_id || l.next < 0) continue;
     Symbol& r = syms[l.next];

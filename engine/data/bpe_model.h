@@ -58,6 +58,8 @@ class BpeModel {
   bool fuse_unk_ = false;
   std::optional<int32_t> unk_id_;
   int32_t byte_ids_[256] = {};  // <0xNN> ids (byte_fallback_ only; -1 when absent)
+  // Id of the one-character token for each BMP code point (-1: none), to start words fast.
+  std::vector<int32_t> bmp_char_ids_;
 
   // Bounded cache of word -> ids (cleared when full); words longer than kMaxCachedWord bytes
   // are not cached.
