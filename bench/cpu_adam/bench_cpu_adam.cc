@@ -114,8 +114,7 @@ void Zero(ThreadPool& pool, float* x, int64_t n) {
 }
 
 double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 constexpr float kLr = 1e-3f, kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f, kWd = 0.01f;
@@ -146,7 +145,8 @@ Diff Compare(const float* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double diff = std::fabs(double(a[i]) - double(b[i]));
     d.abs_norm = std::max(d.abs_norm, diff / max_abs);
-    if (std::fabs(double(b[i])) >= 1e-2 * max_abs) d.rel = std::max(d.rel, diff / std::fabs(double(b[i])));
+    if (std::fabs(double(b[i])) >= 1e-2 * max_abs)
+      d.rel = std::max(d.rel, diff / std::fabs(double(b[i])));
   }
   return d;
 }
@@ -243,8 +243,8 @@ int Main(int argc, char** argv) {
     Zero(fill_pool, tm.data, n);
     Zero(fill_pool, tv.data, n);
     const char* torch_impl = "";
-    const TorchTimes tt = RunTorch(o, tp.data, tm.data, tv.data, grad.data, grad_bf16.data, n,
-                                   &torch_impl);
+    const TorchTimes tt =
+        RunTorch(o, tp.data, tm.data, tv.data, grad.data, grad_bf16.data, n, &torch_impl);
     const std::string ti = torch_impl;
     const Diff none;
     PrintRow(ti, "aten", threads, n, o.steps, tt.step, 28, none);
@@ -276,15 +276,16 @@ int Main(int argc, char** argv) {
       PrintRow(names[mode], SimdLevelName(o.level), threads, n, o.steps, secs[mode], bytes[mode],
                diff[mode]);
       if (diff[mode].rel > 1e-5 || diff[mode].abs_norm > 1e-6) {
-        std::printf("# CORRECTNESS FAILURE: %s differs from %s (rel %.3g, abs %.3g)\n",
-                    names[mode], torch_impl, diff[mode].rel, diff[mode].abs_norm);
+        std::printf("# CORRECTNESS FAILURE: %s differs from %s (rel %.3g, abs %.3g)\n", names[mode],
+                    torch_impl, diff[mode].rel, diff[mode].abs_norm);
         ++failures;
       }
     }
-    std::printf("# threads=%d speedup vs %s: fp32 grads %.2fx; +bf16 out %.2fx; bf16 grads + bf16 "
-                "out %.2fx\n",
-                threads, torch_impl, tt.step / secs[0], (tt.step + tt.copy) / secs[1],
-                (tt.convert + tt.step + tt.copy) / secs[2]);
+    std::printf(
+        "# threads=%d speedup vs %s: fp32 grads %.2fx; +bf16 out %.2fx; bf16 grads + bf16 "
+        "out %.2fx\n",
+        threads, torch_impl, tt.step / secs[0], (tt.step + tt.copy) / secs[1],
+        (tt.convert + tt.step + tt.copy) / secs[2]);
   }
   return failures == 0 ? 0 : 1;
 }

@@ -126,8 +126,8 @@ class ThreadPool {
   const std::function<void(int64_t)>* job_fn_ = nullptr;
   int64_t job_n_ = 0;
   uint64_t generation_ = 0;
-  int wanted_ = 0;   // helpers still to join the current job
-  int active_ = 0;   // helpers that joined (or will) and have not finished
+  int wanted_ = 0;  // helpers still to join the current job
+  int active_ = 0;  // helpers that joined (or will) and have not finished
   bool stop_ = false;
   std::atomic<int64_t> next_{0};
 };

@@ -50,8 +50,8 @@ bool CpuHasAvx2() {
 }
 
 const KernelTable& Kernels(SimdLevel level) {
-  SFD_CHECK(SimdLevelSupported(level)) << "SIMD level " << SimdLevelName(level)
-                                       << " is not supported by this CPU";
+  SFD_CHECK(SimdLevelSupported(level))
+      << "SIMD level " << SimdLevelName(level) << " is not supported by this CPU";
   switch (level) {
     case SimdLevel::kAvx512:
       return optim_internal::kAvx512Kernels;
@@ -143,7 +143,8 @@ void AddBf16ToFloat(SimdLevel level, const uint16_t* src, float* dst, int64_t n)
 // CpuAdamW
 
 CpuAdamW::CpuAdamW(int num_threads, SimdLevel level)
-    : owned_pool_(std::make_unique<ThreadPool>(num_threads)), pool_(owned_pool_.get()),
+    : owned_pool_(std::make_unique<ThreadPool>(num_threads)),
+      pool_(owned_pool_.get()),
       level_(level) {
   Kernels(level_);  // checks support once, up front
 }

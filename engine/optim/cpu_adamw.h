@@ -41,8 +41,8 @@ struct AdamWStep {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.0f;
-  int64_t step = 1;          // 1-based step count AFTER increment (for bias correction)
-  float grad_scale = 1.0f;   // grads are multiplied by this first (global-norm clip coefficient)
+  int64_t step = 1;         // 1-based step count AFTER increment (for bias correction)
+  float grad_scale = 1.0f;  // grads are multiplied by this first (global-norm clip coefficient)
 };
 
 // One contiguous shard: param, m (exp_avg), v (exp_avg_sq), grad all fp32 [n], host.
@@ -80,8 +80,8 @@ class CpuAdamW {
 
   void Update(const AdamWStep& hp, float* param, float* m, float* v, const float* grad,
               uint16_t* param_bf16, int64_t n);
-  void UpdateBf16Grad(const AdamWStep& hp, float* param, float* m, float* v,
-                      const uint16_t* grad, uint16_t* param_bf16, int64_t n);
+  void UpdateBf16Grad(const AdamWStep& hp, float* param, float* m, float* v, const uint16_t* grad,
+                      uint16_t* param_bf16, int64_t n);
   // Deterministic: per-chunk partial sums are added in chunk order.
   double SumSquares(const float* x, int64_t n);
   double SumSquaresBf16(const uint16_t* x, int64_t n);

@@ -132,8 +132,8 @@ void AdamWAvx2(const AdamWConsts& c, float* param, float* m, float* v, const flo
   AdamWImpl(c, param, m, v, grad, param_bf16, n);
 }
 
-void AdamWBf16GradAvx2(const AdamWConsts& c, float* param, float* m, float* v,
-                       const uint16_t* grad, uint16_t* param_bf16, int64_t n) {
+void AdamWBf16GradAvx2(const AdamWConsts& c, float* param, float* m, float* v, const uint16_t* grad,
+                       uint16_t* param_bf16, int64_t n) {
   AdamWImpl(c, param, m, v, grad, param_bf16, n);
 }
 

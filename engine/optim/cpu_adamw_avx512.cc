@@ -63,8 +63,8 @@ inline __m512 LoadGrad(const uint16_t* g, __mmask16 k, bool masked) {
 inline __m256i ToBf16(__m512 x) {
   const __m512i bits = _mm512_castps_si512(x);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i rounded = _mm512_srli_epi32(
+      _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
   const __m512i nan = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
   const __mmask16 is_nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
   return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(is_nan, rounded, nan));
@@ -103,9 +103,7 @@ inline void AdamW16(const Consts16& c, float* p, float* m, float* v, const G* g,
   }
 }
 
-inline __mmask16 FirstLanes(int64_t count) {
-  return static_cast<__mmask16>((1u << count) - 1u);
-}
+inline __mmask16 FirstLanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1u); }
 
 template <typename G>
 void AdamWImpl(const AdamWConsts& hc, float* p, float* m, float* v, const G* g, uint16_t* out,
@@ -122,14 +120,12 @@ void AdamWImpl(const AdamWConsts& hc, float* p, float* m, float* v, const G* g, 
       i = head;
     }
   }
-  const bool stream =
-      out != nullptr && (reinterpret_cast<uintptr_t>(out + i) & 31) == 0;
+  const bool stream = out != nullptr && (reinterpret_cast<uintptr_t>(out + i) & 31) == 0;
   for (; i + 16 <= n; i += 16) {
     AdamW16(c, p + i, m + i, v + i, g + i, out ? out + i : nullptr, 0xffff, false, stream);
   }
   if (i < n) {
-    AdamW16(c, p + i, m + i, v + i, g + i, out ? out + i : nullptr, FirstLanes(n - i), true,
-            false);
+    AdamW16(c, p + i, m + i, v + i, g + i, out ? out + i : nullptr, FirstLanes(n - i), true, false);
   }
   if (stream) _mm_sfence();
 }
@@ -160,7 +156,8 @@ double SumSquaresImpl(const T* x, int64_t n) {
       f = LoadBf16(reinterpret_cast<const uint16_t*>(x + i), k, masked);
     }
     const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
-    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
+    const __m512d hi =
+        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
     acc_lo = _mm512_fmadd_pd(lo, lo, acc_lo);
     acc_hi = _mm512_fmadd_pd(hi, hi, acc_hi);
   }

@@ -15,14 +15,14 @@ namespace optim_internal {
 // double from the hyper-parameters, then used as fp32 scalars by the elementwise kernels).
 struct AdamWConsts {
   float grad_scale;
-  float decay;          // 1 - lr * weight_decay
-  float lerp_weight;    // 1 - beta1
-  bool lerp_from_end;   // torch's lerp: weight >= 0.5 computes end - (end - self) * (1 - weight)
-  float lerp_coef;      // weight, or -(1 - weight) when lerp_from_end
+  float decay;         // 1 - lr * weight_decay
+  float lerp_weight;   // 1 - beta1
+  bool lerp_from_end;  // torch's lerp: weight >= 0.5 computes end - (end - self) * (1 - weight)
+  float lerp_coef;     // weight, or -(1 - weight) when lerp_from_end
   float beta2;
   float one_minus_beta2;
-  float bc2_sqrt;       // sqrt(1 - beta2^step)
-  float inv_bc2_sqrt;   // 1 / sqrt(1 - beta2^step) (SIMD kernels multiply instead of divide)
+  float bc2_sqrt;      // sqrt(1 - beta2^step)
+  float inv_bc2_sqrt;  // 1 / sqrt(1 - beta2^step) (SIMD kernels multiply instead of divide)
   float eps;
   float neg_step_size;  // -lr / (1 - beta1^step)
 };

@@ -11,8 +11,7 @@ namespace sfd {
 namespace optim_internal {
 namespace {
 
-inline void AdamWOne(const AdamWConsts& c, float g, float* p, float* m, float* v,
-                     uint16_t* out) {
+inline void AdamWOne(const AdamWConsts& c, float g, float* p, float* m, float* v, uint16_t* out) {
   g = g * c.grad_scale;
   float pv = *p * c.decay;
   float mv = *m;
@@ -91,8 +90,8 @@ void AddBf16ToFloatScalar(const uint16_t* src, float* dst, int64_t n) {
 }  // namespace
 
 const KernelTable kScalarKernels = {
-    AdamWScalar,      AdamWBf16GradScalar, SumSquaresScalar,    SumSquaresBf16Scalar,
-    FloatToBf16Scalar, Bf16ToFloatScalar,  AddBf16ToFloatScalar,
+    AdamWScalar,       AdamWBf16GradScalar, SumSquaresScalar,     SumSquaresBf16Scalar,
+    FloatToBf16Scalar, Bf16ToFloatScalar,   AddBf16ToFloatScalar,
 };
 
 }  // namespace optim_internal

@@ -40,9 +40,8 @@ double LrFactorAt(const LrScheduleSpec& spec, int64_t step) {
     case LrScheduleKind::kCosine: {
       // progress = (step - warmup) / max(1, total - warmup);
       // max(0, 0.5 * (1 + cos(pi * num_cycles * 2 * progress))), num_cycles = 0.5
-      const double progress =
-          static_cast<double>(current - warmup) /
-          static_cast<double>(std::max<int64_t>(1, spec.total_steps - warmup));
+      const double progress = static_cast<double>(current - warmup) /
+                              static_cast<double>(std::max<int64_t>(1, spec.total_steps - warmup));
       const double num_cycles = 0.5;
       double f = 0.5 * (1.0 + std::cos(M_PI * num_cycles * 2.0 * progress));
       if (min_ratio != 0.0) f = f * (1.0 - min_ratio) + min_ratio;
@@ -71,18 +70,18 @@ absl::Status ValidateLrSchedule(const LrScheduleSpec& spec) {
         absl::StrCat("lr schedule: ", kind, " schedule needs total_steps > 0"));
   }
   if (spec.total_steps > 0 && spec.warmup_steps > spec.total_steps) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lr schedule: warmup_steps (", spec.warmup_steps,
-                     ") must be <= total_steps (", spec.total_steps, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("lr schedule: warmup_steps (", spec.warmup_steps,
+                                                   ") must be <= total_steps (", spec.total_steps,
+                                                   ")"));
   }
   if (!(spec.min_lr_ratio >= 0.0 && spec.min_lr_ratio <= 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lr schedule: min_lr_ratio must be in [0, 1], got ", spec.min_lr_ratio));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lr schedule: min_lr_ratio must be in [0, 1], got ", spec.min_lr_ratio));
   }
   if (spec.kind == LrScheduleKind::kConstant && spec.min_lr_ratio != 0.0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lr schedule: min_lr_ratio (", spec.min_lr_ratio,
-        ") has no effect on a constant schedule; use linear or cosine"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lr schedule: min_lr_ratio (", spec.min_lr_ratio,
+                     ") has no effect on a constant schedule; use linear or cosine"));
   }
   return absl::OkStatus();
 }

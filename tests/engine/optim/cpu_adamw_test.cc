@@ -130,8 +130,8 @@ TEST(CpuAdamWTest, Bf16GradVariantEqualsFp32KernelOnWidenedGrads) {
     State a = RandomState(n, 5), b = a;
     std::vector<float> widened(n);
     for (int64_t i = 0; i < n; ++i) widened[i] = Bf16ToFloat(a.gb[i]);
-    AdamWKernelBf16Grad(level, Hp(), a.p.data(), a.m.data(), a.v.data(), a.gb.data(),
-                        a.out.data(), n);
+    AdamWKernelBf16Grad(level, Hp(), a.p.data(), a.m.data(), a.v.data(), a.gb.data(), a.out.data(),
+                        n);
     AdamWKernel(level, Hp(), b.p.data(), b.m.data(), b.v.data(), widened.data(), b.out.data(), n);
     ExpectStatesBitEqual(a, b, n, true);
   }
@@ -166,8 +166,8 @@ TEST(CpuAdamWTest, ThreadedUpdateIsBitwiseIndependentOfThreadsAndChunks) {
                 direct.out.data(), n);
     for (int threads : {1, 2, 5}) {
       for (int64_t chunk : {int64_t{64}, int64_t{1000}, CpuAdamW::kDefaultChunkElems}) {
-        SCOPED_TRACE(testing::Message() << SimdLevelName(level) << " threads=" << threads
-                                        << " chunk=" << chunk);
+        SCOPED_TRACE(testing::Message()
+                     << SimdLevelName(level) << " threads=" << threads << " chunk=" << chunk);
         CpuAdamW adam(threads, level);
         adam.set_chunk_elems(chunk);
         EXPECT_EQ(adam.num_threads(), threads);
@@ -222,7 +222,14 @@ TEST(CpuAdamWTest, SumSquaresMatchesLongDoubleReference) {
 }
 
 std::vector<float> SpecialFloats() {
-  std::vector<float> v = {0.f, -0.f, 1.f, -1.f, 1e-40f, -1e-40f, 3.4e38f, -3.4e38f,
+  std::vector<float> v = {0.f,
+                          -0.f,
+                          1.f,
+                          -1.f,
+                          1e-40f,
+                          -1e-40f,
+                          3.4e38f,
+                          -3.4e38f,
                           std::numeric_limits<float>::infinity(),
                           -std::numeric_limits<float>::infinity(),
                           std::numeric_limits<float>::quiet_NaN(),
@@ -295,7 +302,9 @@ TEST(CpuAdamWTest, DetectionMatchesProcCpuinfo) {
     }
   }
   if (flags.empty()) GTEST_SKIP() << "no /proc/cpuinfo flags";
-  auto has = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
+  auto has = [&](const char* f) {
+    return flags.find(std::string(" ") + f + " ") != std::string::npos;
+  };
   const bool avx512 = has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq");
   const bool avx2 = has("avx2") && has("fma") && has("f16c");
   EXPECT_EQ(SimdLevelSupported(SimdLevel::kAvx512), avx512);

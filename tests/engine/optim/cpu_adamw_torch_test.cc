@@ -60,11 +60,10 @@ void RunAgainstTorch(SimdLevel level, int64_t n, bool bf16_grads, const Hyper& h
   std::vector<uint16_t> param_bf16(n);
 
   torch::Tensor tp = torch::from_blob(param.data(), {n}, torch::kFloat32).clone();
-  torch::optim::AdamW opt(
-      {tp}, torch::optim::AdamWOptions(h.lr)
-               .betas(std::make_tuple(double{h.beta1}, double{h.beta2}))
-               .eps(h.eps)
-               .weight_decay(h.wd));
+  torch::optim::AdamW opt({tp}, torch::optim::AdamWOptions(h.lr)
+                                    .betas(std::make_tuple(double{h.beta1}, double{h.beta2}))
+                                    .eps(h.eps)
+                                    .weight_decay(h.wd));
 
   std::vector<float> grad(n), scaled(n);
   double max_scaled_grad = 0;
@@ -146,7 +145,8 @@ TEST(CpuAdamWTorchTest, ThreadedUpdateMatchesTorch) {
   std::vector<float> param(n), m(n, 0.f), v(n, 0.f), grad(n);
   for (auto& x : param) x = normal(rng);
   torch::Tensor tp = torch::from_blob(param.data(), {n}, torch::kFloat32).clone();
-  torch::optim::AdamW opt({tp}, torch::optim::AdamWOptions(double{1e-3f}).weight_decay(double{0.01f}));
+  torch::optim::AdamW opt({tp},
+                          torch::optim::AdamWOptions(double{1e-3f}).weight_decay(double{0.01f}));
   CpuAdamW adam(3);
   adam.set_chunk_elems(1000);
   for (int step = 1; step <= 3; ++step) {

@@ -32,9 +32,9 @@ TEST(LrScheduleTest, MatchesTransformersFormulas) {
     spec.total_steps = e.total;
     spec.min_lr_ratio = e.min_lr_ratio;
     ASSERT_TRUE(ValidateLrSchedule(spec).ok()) << ValidateLrSchedule(spec);
-    SCOPED_TRACE(testing::Message() << LrScheduleKindName(e.kind) << " warmup=" << e.warmup
-                                    << " total=" << e.total << " min=" << e.min_lr_ratio
-                                    << " step=" << e.step);
+    SCOPED_TRACE(testing::Message()
+                 << LrScheduleKindName(e.kind) << " warmup=" << e.warmup << " total=" << e.total
+                 << " min=" << e.min_lr_ratio << " step=" << e.step);
     EXPECT_NEAR(LrFactorAt(spec, e.step), e.factor, 1e-15);
     EXPECT_NEAR(LrAt(spec, 3e-4, e.step), 3e-4 * e.factor, 1e-19);
     ++checked;

@@ -40,7 +40,8 @@ TEST(ThreadPoolTest, UsesSeveralThreads) {
     while (now > prev && !max_in_flight.compare_exchange_weak(prev, now)) {
     }
     // Wait (bounded) until another index is running concurrently.
-    for (int spin = 0; spin < 2000000 && max_in_flight.load() < 2; ++spin) std::this_thread::yield();
+    for (int spin = 0; spin < 2000000 && max_in_flight.load() < 2; ++spin)
+      std::this_thread::yield();
     --in_flight;
   });
   EXPECT_GE(max_in_flight.load(), 2);
