@@ -58,6 +58,7 @@ std::string_view DTypeTorchName(DType dtype) { return Entry(dtype).torch_name; }
 
 // Little-endian host assumed (x86-64, aarch64), like safetensors itself.
 void ConvertToFloat(DType dtype, const uint8_t* src, size_t n, float* dst) {
+  if (n == 0) return;  // dst/src may be null (empty vectors); memcpy(null, ..., 0) is UB
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);
@@ -89,6 +90,7 @@ void ConvertToFloat(DType dtype, const uint8_t* src, size_t n, float* dst) {
 }
 
 void ConvertFromFloat(DType dtype, const float* src, size_t n, uint8_t* dst) {
+  if (n == 0) return;  // dst/src may be null (empty vectors); memcpy(null, ..., 0) is UB
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);

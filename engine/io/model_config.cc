@@ -90,6 +90,11 @@ struct ArchDefaults {
   int64_t max_position_embeddings;  // transformers' config class default
 };
 
+// Sanity bounds on config dimensions (far above any real model).
+constexpr int64_t kMaxDim = int64_t{1} << 24;
+constexpr int64_t kMaxLayers = int64_t{1} << 16;
+constexpr int64_t kMaxParams = int64_t{1} << 50;
+
 constexpr ArchDefaults kArchs[] = {
     {"LlamaForCausalLM", "llama", 2048},
     {"Qwen2ForCausalLM", "qwen2", 32768},
@@ -261,6 +266,32 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
     if (use_sw) {
       SFD_ASSIGN_OR_RETURN(c.sliding_window, f.PositiveInt("sliding_window", std::nullopt));
     }
+  }
+
+  // Bound the dimensions so that every size derived from them (ExpectedTensors, NumParams,
+  // the engine's buffer sizes) fits comfortably in int64.
+  struct Dim {
+    const char* field;
+    int64_t value;
+    int64_t max;
+  };
+  for (const Dim& dim : {Dim{"vocab_size", c.vocab_size, kMaxDim}, Dim{"hidden_size", c.hidden_size, kMaxDim},
+                         Dim{"intermediate_size", c.intermediate_size, kMaxDim},
+                         Dim{"num_hidden_layers", c.num_layers, kMaxLayers},
+                         Dim{"num_attention_heads", c.num_heads, kMaxDim},
+                         Dim{"head_dim", c.head_dim, kMaxDim}}) {
+    if (dim.value > dim.max) {
+      return f.Error(dim.field, absl::StrCat(dim.value, " exceeds the supported maximum ", dim.max));
+    }
+  }
+  __int128 h = c.hidden_size, q = static_cast<__int128>(c.num_heads) * c.head_dim,
+           kv = static_cast<__int128>(c.num_kv_heads) * c.head_dim, inter = c.intermediate_size;
+  __int128 per_layer = 2 * h + 2 * q * h + 2 * kv * h + 3 * h * inter + 2 * q + 2 * kv + 2 * h +
+                       3 * inter + 2 * c.head_dim;  // upper bound incl. every optional tensor
+  __int128 total = 2 * static_cast<__int128>(c.vocab_size) * h + h + c.num_layers * per_layer;
+  if (total > kMaxParams) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": the dimensions imply more than ", kMaxParams, " parameters; not a real model"));
   }
 
   // Special tokens and dtype.

@@ -207,6 +207,12 @@ TEST(ModelConfigTest, ClearErrors) {
       "num_hidden_layers":1,"num_attention_heads":2})"), HasSubstr("expected an integer"));
   EXPECT_THAT(ParseError(llama + R"("vocab_size":-10,"hidden_size":8,"intermediate_size":16,
       "num_hidden_layers":1,"num_attention_heads":2})"), HasSubstr("must be positive"));
+  EXPECT_THAT(ParseError(llama + R"("vocab_size":10,"hidden_size":8,"intermediate_size":16,
+      "num_hidden_layers":1,"num_attention_heads":2,"head_dim":4611686018427387904})"),
+              HasSubstr("\"head_dim\": 4611686018427387904 exceeds"));
+  EXPECT_THAT(ParseError(llama + R"("vocab_size":16000000,"hidden_size":16000000,
+      "intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2})"),
+              HasSubstr("not a real model"));
   EXPECT_THAT(ParseError(llama + base + R"(,"quantization_config":{"bits":4}})"),
               HasSubstr("quantized"));
   EXPECT_THAT(ParseError("{\"architectures\": [", "broken.json"), HasSubstr("not valid JSON"));
