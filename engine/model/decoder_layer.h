@@ -1,0 +1,54 @@
+// One decoder layer of the supported HF architectures (Llama, Qwen2, Qwen3, Mistral), as
+// math over views of one flat parameter buffer (device tier, compute dtype, UnitLayout of
+// ModelLayout). Forward runs without autograd; backward recomputes the forward from the saved
+// layer input under autograd (per-layer activation checkpointing) and writes the parameter
+// gradients into a flat grad buffer with the same layout.
+#pragma once
+
+#include <functional>
+#include <optional>
+
+#include <ATen/ATen.h>
+
+#include "engine/io/model_config.h"
+#include "engine/model/model_layout.h"
+#include "engine/model/rope.h"
+
+namespace sfd {
+
+// Per-micro-batch inputs shared by all layers.
+struct AttentionInputs {
+  RopeTables rope;
+  // bool [B,1,S,S], true = may attend; empty = plain causal attention (single-document rows).
+  std::optional<at::Tensor> keep_mask;
+};
+
+// Views of one decoder layer's parameters inside a flat buffer; absent params are undefined.
+struct LayerWeights {
+  at::Tensor input_norm, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, q_norm, k_norm, post_norm,
+      gate_w, gate_b, up_w, up_b, down_w, down_b;
+  static LayerWeights View(const at::Tensor& flat, const UnitLayout& layout);
+  // From a lookup by parameter name (undefined tensor = absent).
+  static LayerWeights Build(const std::function<at::Tensor(const char*)>& get);
+};
+
+// RMSNorm as HF: normalise in fp32, cast back to the input dtype, times weight.
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// x: [B,S,d] compute dtype -> [B,S,d].
+at::Tensor DecoderLayerForward(const ModelConfig& config, const LayerWeights& w,
+                               const at::Tensor& x, const AttentionInputs& attn);
+
+// Recomputes the layer from its input `x` and back-propagates `dy`. Parameter gradients are
+// written (not added) into `grad_flat` (same layout and dtype as `weights_flat`; padding is left
+// untouched). Returns dx.
+at::Tensor DecoderLayerBackward(const ModelConfig& config, const UnitLayout& layout,
+                                const at::Tensor& weights_flat, const at::Tensor& x,
+                                const at::Tensor& dy, const AttentionInputs& attn,
+                                at::Tensor& grad_flat);
+
+// Builds the keep-mask for packed rows from segment ids [B,S] (device tier): causal and
+// same-segment. Returns nullopt when every row is a single segment.
+std::optional<at::Tensor> MakeKeepMask(const at::Tensor& segment_ids, bool single_document_rows);
+
+}  // namespace sfd

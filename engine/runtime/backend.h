@@ -1,0 +1,74 @@
+// Backend: the device tier as the executor sees it — three streams (compute, H2D, D2H),
+// events between them, async copies, page-locked host buffers and device buffers. The CUDA
+// backend (cuda_backend.cc) uses real streams/events and cudaHostAlloc; the CPU backend
+// (cpu_backend.cc) stands in for the GPU on machines without one: host memory is the device
+// tier and every operation completes synchronously, so the same executor trains for real in CI.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+#include "engine/trainer/trainer_spec.h"
+
+namespace sfd {
+
+enum class StreamId { kCompute = 0, kH2D = 1, kD2H = 2 };
+
+// A point in a stream's work. Record/wait are cheap; Synchronize blocks the calling thread.
+class Event {
+ public:
+  virtual ~Event() = default;
+  virtual void Record(StreamId stream) = 0;
+  virtual void Synchronize() = 0;
+  virtual bool Query() = 0;  // true when everything recorded before it has finished
+};
+
+// While alive, torch ops issued by this thread run on the given stream.
+class StreamScope {
+ public:
+  virtual ~StreamScope() = default;
+};
+
+struct DeviceMemory {
+  int64_t in_use = 0;     // bytes currently allocated by this process on the device tier
+  int64_t peak = 0;       // peak since the last ResetPeak()
+  int64_t free = 0;       // free bytes on the device (0 = unknown)
+  int64_t total = 0;      // device capacity (0 = unknown)
+};
+
+class Backend {
+ public:
+  // kAuto picks CUDA when this build has it and a device is visible, else CPU.
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(const EngineSpec& spec);
+  virtual ~Backend() = default;
+
+  virtual bool is_cuda() const = 0;
+  virtual at::Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  virtual std::unique_ptr<Event> NewEvent() = 0;
+  // Device-side wait: work queued on `stream` after this call starts after `event`.
+  virtual void StreamWait(StreamId stream, Event& event) = 0;
+  // Async copy of `src` into `dst` (same numel and dtype, contiguous) on `stream`.
+  virtual void Copy(const at::Tensor& dst, const at::Tensor& src, StreamId stream) = 0;
+  virtual std::unique_ptr<StreamScope> Use(StreamId stream) = 0;
+  virtual void Synchronize() = 0;  // all streams
+
+  // Page-locked host memory (plain host memory on the CPU backend), freed with the tensor.
+  virtual absl::StatusOr<at::Tensor> AllocPinned(int64_t numel, at::ScalarType dtype) = 0;
+  virtual absl::StatusOr<at::Tensor> AllocDevice(int64_t numel, at::ScalarType dtype) = 0;
+  virtual int64_t pinned_bytes() const = 0;
+  virtual DeviceMemory Memory() = 0;
+  virtual void ResetPeak() = 0;
+};
+
+// Factories for the two implementations (Create picks one).
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend();
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device_index);
+bool CudaAvailable();
+
+}  // namespace sfd

@@ -1,0 +1,503 @@
+#include "engine/runtime/executor.h"
+
+#include <chrono>
+#include <cstring>
+
+#include <ATen/core/grad_mode.h>
+
+#include "engine/common/status.h"
+#include "engine/common/torch_compat.h"
+#include "engine/model/lm_head_loss.h"
+#include "engine/model/rope.h"
+
+namespace sfd {
+namespace {
+
+constexpr int kStagingBuffers = 3;
+constexpr int kGradBuffers = 2;
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+at::Tensor HostLong(const std::vector<int32_t>& v, int64_t rows, int64_t seq) {
+  return at::from_blob(const_cast<int32_t*>(v.data()), {rows, seq}, at::kInt).to(at::kLong);
+}
+
+}  // namespace
+
+struct Executor::MicroBatch {
+  int64_t rows = 0, seq = 0;
+  at::Tensor ids;      // int64 [B,S] device
+  at::Tensor targets;  // int64 [B*S] device
+  AttentionInputs attn;
+};
+
+Executor::Executor(const ModelConfig& config, const ModelLayout& layout, Backend* backend,
+                   std::vector<HostUnit>* host, CpuAdamW* io, const ExecutorOptions& options)
+    : config_(config), layout_(layout), backend_(backend), host_(host), io_(io), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const ModelConfig& config,
+                                                           const ModelLayout& layout,
+                                                           Backend* backend,
+                                                           std::vector<HostUnit>* host, CpuAdamW* io,
+                                                           const ExecutorOptions& options) {
+  if (options.num_slots < 1 || options.num_slots > layout.num_layers()) {
+    return absl::InvalidArgumentError("engine.window_slots must be in [1, " +
+                                      std::to_string(layout.num_layers()) + "], got " +
+                                      std::to_string(options.num_slots));
+  }
+  if (options.compute_dtype != at::kFloat && options.compute_dtype != at::kBFloat16) {
+    return absl::InvalidArgumentError("engine.compute_dtype must be bf16 or fp32");
+  }
+  std::unique_ptr<Executor> e(new Executor(config, layout, backend, host, io, options));
+  SFD_RETURN_IF_ERROR(e->Allocate());
+  e->stager_ = std::thread([p = e.get()] { p->StagerLoop(); });
+  e->drainer_ = std::thread([p = e.get()] { p->DrainLoop(); });
+  return e;
+}
+
+Executor::~Executor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (stager_.joinable()) stager_.join();
+  if (drainer_.joinable()) drainer_.join();
+  backend_->Synchronize();
+}
+
+absl::Status Executor::Allocate() {
+  const at::ScalarType dt = options_.compute_dtype;
+  const int64_t layer_numel = layout_.layout(layout_.layer_unit(0)).numel();
+  const int64_t embed_numel = layout_.layout(ModelLayout::kEmbeddingUnit).numel();
+  const int64_t head_numel = layout_.layout(layout_.head_unit()).numel();
+  const int64_t esize = static_cast<int64_t>(c10::elementSize(dt));
+  auto device = [&](int64_t n, at::ScalarType t) -> absl::StatusOr<at::Tensor> {
+    SFD_ASSIGN_OR_RETURN(at::Tensor x, backend_->AllocDevice(n, t));
+    device_bytes_ += n * static_cast<int64_t>(c10::elementSize(t));
+    return x;
+  };
+  for (int k = 0; k < options_.num_slots; ++k) {
+    Slot s;
+    SFD_ASSIGN_OR_RETURN(s.weights, device(layer_numel, dt));
+    SFD_ASSIGN_OR_RETURN(s.grads, device(layer_numel, dt));
+    s.grads.zero_();  // alignment padding is never written by backward: keep it zero
+    s.released = backend_->NewEvent();
+    s.grad_copied = backend_->NewEvent();
+    slots_.push_back(std::move(s));
+  }
+  SFD_ASSIGN_OR_RETURN(embed_w_, device(embed_numel, dt));
+  SFD_ASSIGN_OR_RETURN(head_w_, device(head_numel, dt));
+  SFD_ASSIGN_OR_RETURN(embed_grad_, device(embed_numel, at::kFloat));
+  SFD_ASSIGN_OR_RETURN(head_grad_, device(head_numel, at::kFloat));
+  const int64_t largest = std::max({layer_numel, embed_numel, head_numel});
+  const int64_t staging = std::min(options_.staging_elems, largest);
+  for (int r = 0; r < kStagingBuffers; ++r) {
+    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(staging, dt));
+    staging_.push_back(b);
+    staging_done_.push_back(backend_->NewEvent());
+  }
+  for (int r = 0; r < kGradBuffers; ++r) {
+    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(layer_numel, dt));
+    grad_pinned_.push_back(b);
+    grad_pinned_done_.push_back(backend_->NewEvent());
+    grad_pinned_busy_.push_back(false);
+  }
+  SFD_ASSIGN_OR_RETURN(fp32_chunk_, backend_->AllocPinned(staging, at::kFloat));
+  (void)esize;
+  return compat::CatchTorch("rope tables", [&] {
+    inv_freq_ = RopeInverseFrequencies(config_).to(backend_->device());
+  });
+}
+
+at::Tensor Executor::DeviceWeights(int unit, int slot) const {
+  if (unit == ModelLayout::kEmbeddingUnit) return embed_w_;
+  if (unit == layout_.head_unit()) return head_w_;
+  return slots_[slot].weights;
+}
+
+void Executor::Fail(const absl::Status& s) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failure_.ok()) failure_ = s;
+  }
+  cv_.notify_all();
+}
+
+absl::Status Executor::failure() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+// ---------------------------------------------------------------- stager thread
+
+void Executor::StagerLoop() {
+  int seen_pass = 0;
+  while (true) {
+    const Schedule* sched;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || (schedule_ != nullptr && pass_id_ != seen_pass); });
+      if (stop_) return;
+      seen_pass = pass_id_;
+      sched = schedule_;
+      stager_busy_ = true;
+    }
+    for (int l = 0; l < static_cast<int>(sched->loads.size()); ++l) {
+      absl::Status st = compat::CatchTorch("staging weights", [&] { StageLoad(sched->loads[l], l); });
+      if (!st.ok()) {
+        Fail(st);
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        loads_issued_ = l + 1;
+        if (!failure_.ok()) break;
+      }
+      cv_.notify_all();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stager_busy_ = false;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Executor::StageLoad(const SlotLoad& load, int index) {
+  options_.wait_for_update(load.unit, version_);
+  if (load.slot >= 0 && load.after_use >= 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return uses_done_ > load.after_use || !failure_.ok() || stop_; });
+    if (!failure_.ok() || stop_) return;
+    lock.unlock();
+    backend_->StreamWait(StreamId::kH2D, *slots_[load.slot].released);
+  }
+  at::Tensor dst = DeviceWeights(load.unit, load.slot);
+  const float* master = (*host_)[load.unit].master.data_ptr<float>();
+  const int64_t numel = (*host_)[load.unit].numel();
+  const int64_t chunk = staging_[0].numel();
+  for (int64_t off = 0; off < numel; off += chunk) {
+    const int64_t n = std::min(chunk, numel - off);
+    const int r = next_staging_;
+    next_staging_ = (next_staging_ + 1) % kStagingBuffers;
+    staging_done_[r]->Synchronize();
+    at::Tensor buf = staging_[r].narrow(0, 0, n);
+    if (options_.compute_dtype == at::kFloat) {
+      std::memcpy(buf.data_ptr<float>(), master + off, n * sizeof(float));
+    } else {
+      io_->FloatToBf16(master + off, reinterpret_cast<uint16_t*>(buf.data_ptr()), n);
+    }
+    backend_->Copy(dst.narrow(0, off, n), buf, StreamId::kH2D);
+    staging_done_[r]->Record(StreamId::kH2D);
+  }
+  load_events_[index]->Record(StreamId::kH2D);
+}
+
+// ---------------------------------------------------------------- drain thread
+
+void Executor::DrainLoop() {
+  while (true) {
+    DrainItem item;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !drain_queue_.empty(); });
+      if (stop_) return;
+      item = drain_queue_.front();
+      drain_queue_.pop_front();
+    }
+    absl::Status st = compat::CatchTorch("accumulating gradients", [&] {
+      grad_pinned_done_[item.buffer]->Synchronize();
+      HostUnit& h = (*host_)[item.unit];
+      const int64_t n = h.numel();
+      float* dst = h.grad.data_ptr<float>();
+      if (options_.compute_dtype == at::kFloat) {
+        const float* src = grad_pinned_[item.buffer].data_ptr<float>();
+        if (item.first) {
+          std::memcpy(dst, src, n * sizeof(float));
+        } else {
+          h.grad.add_(grad_pinned_[item.buffer].narrow(0, 0, n));
+        }
+      } else {
+        const auto* src = reinterpret_cast<const uint16_t*>(grad_pinned_[item.buffer].data_ptr());
+        if (item.first) {
+          io_->Bf16ToFloat(src, dst, n);
+        } else {
+          io_->AddBf16ToFloat(src, dst, n);
+        }
+      }
+    });
+    if (!st.ok()) Fail(st);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      grad_pinned_busy_[item.buffer] = false;
+      --drains_pending_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Executor::EnqueueGradD2H(int unit, int slot, bool first, PassStats* stats) {
+  const at::Tensor& device_grads = slots_[slot].grads;
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  int r = -1;
+  {
+    const double t0 = Now();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] {
+      for (int i = 0; i < kGradBuffers; ++i)
+        if (!grad_pinned_busy_[i]) return true;
+      return !failure_.ok();
+    });
+    if (!failure_.ok()) return;
+    for (int i = 0; i < kGradBuffers && r < 0; ++i)
+      if (!grad_pinned_busy_[i]) r = i;
+    grad_pinned_busy_[r] = true;
+    stats->stall_drain_seconds += Now() - t0;
+  }
+  backend_->Copy(grad_pinned_[r].narrow(0, 0, device_grads.numel()), device_grads, StreamId::kD2H);
+  grad_pinned_done_[r]->Record(StreamId::kD2H);
+  slots_[slot].grad_copied->Record(StreamId::kD2H);
+  stats->d2h_bytes += device_grads.nbytes();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_queue_.push_back({unit, r, first});
+    ++drains_pending_;
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------- main thread
+
+absl::Status Executor::Validate(const TokenBatch& b) const {
+  const int64_t n = b.rows * b.seq;
+  if (b.rows <= 0 || b.seq <= 0 || static_cast<int64_t>(b.input_ids.size()) != n ||
+      static_cast<int64_t>(b.targets.size()) != n ||
+      static_cast<int64_t>(b.position_ids.size()) != n ||
+      static_cast<int64_t>(b.segment_ids.size()) != n) {
+    return absl::InvalidArgumentError("token batch: rows*seq=" + std::to_string(n) +
+                                      " but input_ids/targets/position_ids/segment_ids have " +
+                                      std::to_string(b.input_ids.size()) + "/" +
+                                      std::to_string(b.targets.size()) + "/" +
+                                      std::to_string(b.position_ids.size()) + "/" +
+                                      std::to_string(b.segment_ids.size()) + " entries");
+  }
+  const int64_t vocab = config_.vocab_size;
+  for (int64_t i = 0; i < n; ++i) {
+    if (b.input_ids[i] < 0 || b.input_ids[i] >= vocab)
+      return absl::InvalidArgumentError("token batch: input id " + std::to_string(b.input_ids[i]) +
+                                        " at position " + std::to_string(i) +
+                                        " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    if (b.targets[i] != kIgnoreLabel && (b.targets[i] < 0 || b.targets[i] >= vocab))
+      return absl::InvalidArgumentError("token batch: target " + std::to_string(b.targets[i]) +
+                                        " at position " + std::to_string(i) + " is outside the vocabulary");
+    if (b.position_ids[i] < 0 || b.position_ids[i] >= config_.max_position_embeddings * 64)
+      return absl::InvalidArgumentError("token batch: position id " + std::to_string(b.position_ids[i]) +
+                                        " out of range");
+  }
+  if (config_.sliding_window && b.seq > *config_.sliding_window) {
+    return absl::InvalidArgumentError("sequence length " + std::to_string(b.seq) +
+                                      " exceeds the model's sliding_window " +
+                                      std::to_string(*config_.sliding_window) +
+                                      ", which sfd does not implement; lower data.max_seq_len");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Executor::MicroBatch> Executor::Upload(const TokenBatch& b) {
+  MicroBatch mb;
+  mb.rows = b.rows;
+  mb.seq = b.seq;
+  SFD_RETURN_IF_ERROR(compat::CatchTorch("uploading batch", [&] {
+    const at::Device dev = backend_->device();
+    mb.ids = HostLong(b.input_ids, b.rows, b.seq).to(dev);
+    mb.targets = HostLong(b.targets, b.rows, b.seq).reshape({-1}).to(dev);
+    at::Tensor pos = HostLong(b.position_ids, b.rows, b.seq).to(dev);
+    at::Tensor seg = HostLong(b.segment_ids, b.rows, b.seq).to(dev);
+    mb.attn.rope = MakeRopeTables(inv_freq_, pos, options_.compute_dtype);
+    mb.attn.keep_mask = MakeKeepMask(seg, b.single_document_rows());
+  }));
+  return mb;
+}
+
+absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, Mode mode,
+                                        double grad_scale, int64_t version, at::Tensor* logits) {
+  SFD_RETURN_IF_ERROR(failure());
+  if (batches.empty()) return absl::InvalidArgumentError("no micro-batches given");
+  for (size_t i = 0; i < batches.size(); ++i) {
+    absl::Status v = Validate(batches[i]);
+    if (!v.ok()) return absl::InvalidArgumentError("micro-batch " + std::to_string(i) + ": " + std::string(v.message()));
+  }
+  const bool train = mode == Mode::kTrain;
+  const Schedule sched = BuildSchedule(layout_.num_layers(), static_cast<int>(batches.size()),
+                                       options_.num_slots, train);
+  PassStats stats;
+  std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    load_events_.clear();
+    for (size_t l = 0; l < sched.loads.size(); ++l) load_events_.push_back(backend_->NewEvent());
+    schedule_ = &sched;
+    version_ = version;
+    uses_done_ = 0;
+    loads_issued_ = 0;
+    ++pass_id_;
+  }
+  cv_.notify_all();
+  for (const SlotLoad& l : sched.loads) {
+    stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
+  }
+
+  const int head = layout_.head_unit();
+  const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
+  const UnitLayout& head_layout = layout_.layout(head);
+  const UnitLayout& layer_layout = layout_.layout(layout_.layer_unit(0));
+  auto view = [](const at::Tensor& flat, const ParamEntry* e) {
+    return flat.narrow(0, e->offset, e->numel).view(e->shape);
+  };
+
+  absl::Status run_status = compat::CatchTorch("executing pass", [&] {
+    at::NoGradGuard no_grad;
+    at::Tensor ce_total = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(backend_->device()));
+    if (train) {
+      embed_grad_.zero_();
+      head_grad_.zero_();
+    }
+    MicroBatch mb;
+    int current_mb = -1;
+    at::Tensor x, dx;
+    std::vector<at::Tensor> saved(layout_.num_layers());
+    double phase_start = Now();
+    for (int j = 0; j < static_cast<int>(sched.uses.size()); ++j) {
+      const UnitUse& use = sched.uses[j];
+      if (use.micro_batch != current_mb) {
+        current_mb = use.micro_batch;
+        absl::StatusOr<MicroBatch> up = Upload(batches[current_mb]);
+        if (!up.ok()) {
+          Fail(up.status());
+          return;
+        }
+        mb = std::move(*up);
+      }
+      if (use.load >= 0) {
+        const double t0 = Now();
+        const bool optimizer_late = !options_.update_done(use.unit, version);
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return loads_issued_ > use.load || !failure_.ok(); });
+        if (!failure_.ok()) return;
+        lock.unlock();
+        (optimizer_late ? stats.stall_optimizer_seconds : stats.stall_weights_seconds) += Now() - t0;
+        backend_->StreamWait(StreamId::kCompute, *load_events_[use.load]);
+      }
+      const UnitRef ref = layout_.unit(use.unit);
+      const bool fwd = use.phase == Phase::kForward;
+      if (ref.kind == UnitKind::kEmbedding && fwd) {
+        x = at::embedding(embed_w_.narrow(0, 0, vocab * d).view({vocab, d}), mb.ids);
+      } else if (ref.kind == UnitKind::kDecoderLayer && fwd) {
+        saved[ref.layer] = x;
+        x = DecoderLayerForward(config_, LayerWeights::View(slots_[use.slot].weights, layer_layout),
+                                x, mb.attn);
+      } else if (ref.kind == UnitKind::kHead && fwd) {
+        HeadInputs in;
+        in.config = &config_;
+        in.norm_weight = view(head_w_, head_layout.Find("norm.weight"));
+        in.lm_weight = layout_.tied() ? embed_w_.narrow(0, 0, vocab * d).view({vocab, d})
+                                      : view(head_w_, head_layout.Find("lm_head.weight"));
+        in.targets = mb.targets;
+        in.chunk_tokens = options_.lm_head_chunk_tokens;
+        at::Tensor hidden = x.reshape({mb.rows * mb.seq, d});
+        if (mode == Mode::kTrain) {
+          at::Tensor lm_grad = layout_.tied() ? embed_grad_.narrow(0, 0, vocab * d).view({vocab, d})
+                                              : view(head_grad_, head_layout.Find("lm_head.weight"));
+          at::Tensor norm_grad = view(head_grad_, head_layout.Find("norm.weight"));
+          HeadOutputs out = HeadForwardBackward(in, hidden, grad_scale, lm_grad, norm_grad);
+          ce_total += out.ce_sum;
+          dx = out.dhidden.view({mb.rows, mb.seq, d});
+          stats.forward_seconds += Now() - phase_start;
+          phase_start = Now();
+        } else if (mode == Mode::kEval) {
+          ce_total += HeadForward(in, hidden).ce_sum;
+        } else {
+          *logits = HeadLogits(in, hidden).to(at::kCPU);
+        }
+        x = at::Tensor();
+      } else if (ref.kind == UnitKind::kDecoderLayer) {  // backward
+        Slot& slot = slots_[use.slot];
+        backend_->StreamWait(StreamId::kCompute, *slot.grad_copied);
+        dx = DecoderLayerBackward(config_, layer_layout, slot.weights, saved[ref.layer], dx, mb.attn,
+                                  slot.grads);
+        saved[ref.layer] = at::Tensor();
+        EnqueueGradD2H(use.unit, use.slot, use.micro_batch == 0, &stats);
+      } else if (ref.kind == UnitKind::kEmbedding) {  // backward
+        embed_grad_.narrow(0, 0, vocab * d).view({vocab, d})
+            .index_add_(0, mb.ids.reshape({-1}), dx.reshape({-1, d}).to(at::kFloat));
+        dx = at::Tensor();
+        stats.backward_seconds += Now() - phase_start;
+        phase_start = Now();
+      }
+      if (use.slot >= 0) slots_[use.slot].released->Record(StreamId::kCompute);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        uses_done_ = j + 1;
+      }
+      cv_.notify_all();
+    }
+    if (!train) stats.forward_seconds += Now() - phase_start;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return drains_pending_ == 0 || !failure_.ok(); });
+      if (!failure_.ok()) return;
+    }
+    if (train) {  // embedding and head grads: fp32 device accumulators -> host grads
+      std::unique_ptr<Event> ready = backend_->NewEvent();
+      ready->Record(StreamId::kCompute);
+      backend_->StreamWait(StreamId::kD2H, *ready);
+      std::unique_ptr<Event> done = backend_->NewEvent();
+      for (int unit : {static_cast<int>(ModelLayout::kEmbeddingUnit), head}) {
+        const at::Tensor& src = unit == head ? head_grad_ : embed_grad_;
+        float* dst = (*host_)[unit].grad.data_ptr<float>();
+        const int64_t chunk = fp32_chunk_.numel();
+        for (int64_t off = 0; off < src.numel(); off += chunk) {
+          const int64_t n = std::min(chunk, src.numel() - off);
+          backend_->Copy(fp32_chunk_.narrow(0, 0, n), src.narrow(0, off, n), StreamId::kD2H);
+          done->Record(StreamId::kD2H);
+          done->Synchronize();
+          std::memcpy(dst + off, fp32_chunk_.data_ptr<float>(), n * sizeof(float));
+        }
+        stats.d2h_bytes += src.nbytes();
+      }
+    }
+    stats.ce_sum = ce_total.item<double>();
+  });
+  if (!run_status.ok()) Fail(run_status);
+  {  // the stager reads `sched` until it has finished (or abandoned) the pass
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !stager_busy_; });
+    schedule_ = nullptr;
+  }
+  SFD_RETURN_IF_ERROR(failure());
+  backend_->Synchronize();
+  return stats;
+}
+
+absl::StatusOr<PassStats> Executor::Train(const std::vector<TokenBatch>& batches, double grad_scale,
+                                          int64_t version) {
+  return Run(batches, Mode::kTrain, grad_scale, version, nullptr);
+}
+
+absl::StatusOr<PassStats> Executor::Evaluate(const std::vector<TokenBatch>& batches,
+                                             int64_t version) {
+  return Run(batches, Mode::kEval, 0, version, nullptr);
+}
+
+absl::StatusOr<at::Tensor> Executor::Logits(const TokenBatch& batch, int64_t version) {
+  at::Tensor logits;
+  SFD_RETURN_IF_ERROR(Run({batch}, Mode::kLogits, 0, version, &logits).status());
+  return logits;
+}
+
+}  // namespace sfd

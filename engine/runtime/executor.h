@@ -1,0 +1,155 @@
+// Executor: walks a Schedule on a Backend. The main thread issues compute (embedding, decoder
+// layers, head) on the compute stream; a stager thread turns each planned load into fp32->
+// compute-dtype conversion into a pinned staging ring plus async H2D copies into the unit's
+// device slot (waiting, device-side, for the slot's previous occupant's last use); a drain
+// thread waits for each layer's gradient D2H into a pinned ring and accumulates it into the
+// unit's fp32 host grad. Compute never waits on the host except for loads not yet issued.
+//
+// Device buffers (tier: device, compute dtype unless noted):
+//   slot k: weights [layer numel], grads [layer numel]           (k < num_slots)
+//   embedding weights [V*d]; head weights [head numel]
+//   embedding grad, head grad: fp32, accumulated over the step's micro-batches
+// Pinned buffers (tier: pinned host): staging ring (kStagingBuffers x staging_elems, compute
+// dtype), grad ring (kGradBuffers x layer numel, compute dtype), one fp32 chunk for the
+// embedding/head grads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+#include "engine/data/token_batch.h"
+#include "engine/io/model_config.h"
+#include "engine/model/decoder_layer.h"
+#include "engine/model/model_layout.h"
+#include "engine/optim/cpu_adamw.h"
+#include "engine/runtime/backend.h"
+#include "engine/runtime/host_arena.h"
+#include "engine/runtime/schedule.h"
+
+namespace sfd {
+
+struct ExecutorOptions {
+  at::ScalarType compute_dtype = at::kFloat;
+  int num_slots = 2;
+  int64_t staging_elems = int64_t{1} << 24;   // elements per staging buffer
+  int64_t lm_head_chunk_tokens = 4096;
+  // Blocks until unit u's master weights hold `version` updates (the optimizer stage).
+  std::function<void(int unit, int64_t version)> wait_for_update;
+  std::function<bool(int unit, int64_t version)> update_done;
+};
+
+struct PassStats {
+  double ce_sum = 0;            // sum of CE over target tokens
+  int64_t h2d_bytes = 0;
+  int64_t d2h_bytes = 0;
+  double forward_seconds = 0;
+  double backward_seconds = 0;
+  double stall_weights_seconds = 0;
+  double stall_optimizer_seconds = 0;
+  double stall_drain_seconds = 0;
+};
+
+class Executor {
+ public:
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const ModelConfig& config,
+                                                          const ModelLayout& layout,
+                                                          Backend* backend,
+                                                          std::vector<HostUnit>* host,
+                                                          CpuAdamW* io,
+                                                          const ExecutorOptions& options);
+  ~Executor();
+
+  // Forward + backward of every micro-batch with weights of `version`; host grads are
+  // overwritten with the step's accumulated gradient of loss = ce_sum * grad_scale.
+  absl::StatusOr<PassStats> Train(const std::vector<TokenBatch>& batches, double grad_scale,
+                                  int64_t version);
+  // Forward only; returns the CE sum over target tokens.
+  absl::StatusOr<PassStats> Evaluate(const std::vector<TokenBatch>& batches, int64_t version);
+  // Full logits fp32 [rows*seq, vocab] on the host.
+  absl::StatusOr<at::Tensor> Logits(const TokenBatch& batch, int64_t version);
+
+  int num_slots() const { return options_.num_slots; }
+  // Device bytes of the buffers this executor allocated up front.
+  int64_t device_buffer_bytes() const { return device_bytes_; }
+
+ private:
+  Executor(const ModelConfig& config, const ModelLayout& layout, Backend* backend,
+           std::vector<HostUnit>* host, CpuAdamW* io, const ExecutorOptions& options);
+  absl::Status Allocate();
+
+  struct Slot {
+    at::Tensor weights, grads;
+    std::unique_ptr<Event> released;     // compute finished the occupant's last use
+    std::unique_ptr<Event> grad_copied;  // D2H of the slot's grads finished
+  };
+  struct MicroBatch;  // device copies of one TokenBatch + attention inputs
+
+  enum class Mode { kTrain, kEval, kLogits };
+  absl::StatusOr<PassStats> Run(const std::vector<TokenBatch>& batches, Mode mode,
+                                double grad_scale, int64_t version, at::Tensor* logits);
+  absl::Status Validate(const TokenBatch& batch) const;
+  absl::StatusOr<MicroBatch> Upload(const TokenBatch& batch);
+  at::Tensor DeviceWeights(int unit, int slot) const;
+
+  // Stager thread.
+  void StagerLoop();
+  void StageLoad(const SlotLoad& load, int index);
+  // Drain thread.
+  void DrainLoop();
+  void EnqueueGradD2H(int unit, int slot, bool first_micro_batch, PassStats* stats);
+
+  void Fail(const absl::Status& s);
+  absl::Status failure();
+
+  const ModelConfig& config_;
+  const ModelLayout& layout_;
+  Backend* backend_;
+  std::vector<HostUnit>* host_;
+  CpuAdamW* io_;
+  ExecutorOptions options_;
+  at::Tensor inv_freq_;
+  int64_t device_bytes_ = 0;
+
+  std::vector<Slot> slots_;
+  at::Tensor embed_w_, head_w_, embed_grad_, head_grad_;
+  std::vector<at::Tensor> staging_;
+  std::vector<std::unique_ptr<Event>> staging_done_;
+  int next_staging_ = 0;  // stager thread only
+  std::vector<at::Tensor> grad_pinned_;
+  std::vector<std::unique_ptr<Event>> grad_pinned_done_;
+  std::vector<bool> grad_pinned_busy_;
+  at::Tensor fp32_chunk_;  // pinned fp32, for embedding/head grads
+
+  // Shared state of the current pass, guarded by mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const Schedule* schedule_ = nullptr;
+  int64_t version_ = 0;
+  int pass_id_ = 0;
+  int uses_done_ = 0;
+  int loads_issued_ = 0;
+  bool stager_busy_ = false;
+  std::vector<std::unique_ptr<Event>> load_events_;
+  struct DrainItem {
+    int unit;
+    int buffer;
+    bool first;
+  };
+  std::deque<DrainItem> drain_queue_;
+  int drains_pending_ = 0;
+  absl::Status failure_;
+  bool stop_ = false;
+  std::thread stager_, drainer_;
+};
+
+}  // namespace sfd

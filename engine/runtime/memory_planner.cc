@@ -1,0 +1,119 @@
+#include "engine/runtime/memory_planner.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "engine/runtime/host_arena.h"
+
+namespace sfd {
+namespace {
+
+std::string Gib(int64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(b) / (1 << 30));
+  return buf;
+}
+
+}  // namespace
+
+int64_t HostMemAvailable() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+int64_t ProcessRss() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  if (!(f >> size >> resident)) return 0;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
+  const ModelLayout& layout = *in.layout;
+  const ModelConfig& c = *in.config;
+  const EngineSpec& e = *in.engine;
+  const int64_t es = in.compute_dtype_bytes;
+  const int64_t layer = layout.layout(layout.layer_unit(0)).numel();
+  const int64_t embed = layout.layout(ModelLayout::kEmbeddingUnit).numel();
+  const int64_t head = layout.layout(layout.head_unit()).numel();
+  const int L = layout.num_layers();
+
+  // Fixed device buffers: embedding + head weights (compute dtype) and fp32 grad accumulators.
+  const int64_t fixed = (embed + head) * (es + 4);
+  // Activations: saved layer inputs of one micro-batch, plus the working set of one layer
+  // (qkv, attention output, MLP intermediates ~ 4 * intermediate + 6 * hidden per token in
+  // compute dtype, doubled for autograd recompute) and one LM-head chunk of fp32 logits.
+  const int64_t t = in.tokens_per_micro_batch;
+  const int64_t saved = static_cast<int64_t>(L) * t * c.hidden_size * es;
+  const int64_t working = 2 * t * (4 * c.intermediate_size + 8 * c.hidden_size) * es +
+                          std::min<int64_t>(e.lm_head_chunk_tokens, t) * c.vocab_size * 4 * 2;
+  const int64_t per_slot = 2 * layer * es;  // weights + grads
+
+  int slots = e.window_slots;
+  if (slots == 0) {
+    if (!in.cuda) {
+      slots = std::min(2, L);
+    } else {
+      const int64_t budget = e.device_memory_budget > 0 ? e.device_memory_budget : in.device_free * 9 / 10;
+      const int64_t room = budget - fixed - saved - working;
+      slots = static_cast<int>(std::clamp<int64_t>(room / std::max<int64_t>(per_slot, 1), 1, L));
+      // Beyond 4 slots streaming is already hidden; more only helps when everything fits.
+      if (slots < L) slots = std::min(slots, 4);
+    }
+  }
+  if (slots < 1 || slots > L) {
+    return absl::InvalidArgumentError("engine.window_slots=" + std::to_string(slots) +
+                                      " must be in [1, " + std::to_string(L) + "]");
+  }
+
+  MemoryPlan p;
+  p.device_name = in.device_name;
+  p.num_layers = L;
+  p.window_slots = slots;
+  p.resident_layers = slots == L ? L : 0;
+  p.activations_on_device = true;
+  p.need.device = fixed + slots * per_slot + saved + working;
+  const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
+  p.need.pinned = 3 * staging * es + 2 * layer * es + staging * 4;
+  p.need.host = HostUnitBytes(layout);
+  p.available.device = in.device_free;
+  p.available.host = in.host_available;
+
+  std::ostringstream s;
+  s << "model " << c.architecture << " " << layout.TotalParams() / 1e9 << "B params, " << L
+    << " layers; device " << in.device_name << ": " << slots << " layer slot(s) of " << L
+    << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
+    << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations), "
+    << Gib(p.need.pinned) << " pinned, " << Gib(p.need.host) << " host (fp32 master+m+v+grad)";
+  p.summary = s.str();
+
+  if (in.cuda) {
+    const int64_t limit = e.device_memory_budget > 0 ? e.device_memory_budget : in.device_free;
+    if (limit > 0 && p.need.device > limit) {
+      return absl::ResourceExhaustedError(
+          "memory plan does not fit the device: need " + Gib(p.need.device) + " but " +
+          (e.device_memory_budget > 0 ? "engine.gpu_memory_budget is " : "only ") + Gib(limit) +
+          (e.device_memory_budget > 0 ? "" : " is free") +
+          "; reduce micro_batch_size or max_seq_len, or lower engine.window_slots. Plan: " + p.summary);
+    }
+  }
+  if (in.host_available > 0 && p.need.host + p.need.pinned > in.host_available) {
+    return absl::ResourceExhaustedError("memory plan does not fit host RAM: need " +
+                                        Gib(p.need.host + p.need.pinned) + " but " +
+                                        Gib(in.host_available) + " is available. Plan: " + p.summary);
+  }
+  return p;
+}
+
+}  // namespace sfd

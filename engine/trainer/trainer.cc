@@ -1,0 +1,233 @@
+// Trainer: builds the engine for one model (load, plan, allocate) and runs optimizer steps.
+// The step, top to bottom: forward+backward of all micro-batches (Executor), exact global grad
+// norm over the fp32 host grads, clip coefficient, then the AdamW update launched in the
+// background (OptimizerStage) — it overlaps the next step's forward, unit by unit.
+#include "engine/trainer/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "engine/common/status.h"
+#include "engine/common/torch_compat.h"
+#include "engine/io/hf_model_dir.h"
+#include "engine/model/model_layout.h"
+#include "engine/optim/cpu_adamw.h"
+#include "engine/optim/lr_schedule.h"
+#include "engine/runtime/backend.h"
+#include "engine/runtime/executor.h"
+#include "engine/runtime/host_arena.h"
+#include "engine/runtime/memory_planner.h"
+#include "engine/runtime/optimizer_stage.h"
+#include "engine/trainer/optimizer_state_io.h"
+
+namespace sfd {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& name, bool cuda) {
+  if (name.empty()) return cuda ? at::kBFloat16 : at::kFloat;
+  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+  if (name == "fp32" || name == "float32") return at::kFloat;
+  return absl::InvalidArgumentError("engine.compute_dtype: '" + name +
+                                    "' is not supported; use bf16 or fp32");
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainerSpec spec;
+  std::unique_ptr<HfModelDir> source;
+  ModelConfig config;
+  std::unique_ptr<ModelLayout> layout;
+  ModelInfo info;
+  MemoryPlan plan;
+  at::ScalarType dtype = at::kFloat;
+  std::unique_ptr<Backend> backend;
+  std::vector<HostUnit> host;
+  std::unique_ptr<CpuAdamW> adam;  // optimizer threads
+  std::unique_ptr<CpuAdamW> io;    // staging / drain conversions
+  std::unique_ptr<OptimizerStage> optimizer;
+  std::unique_ptr<Executor> executor;
+  int64_t step = 0;
+};
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::~Trainer() {
+  if (impl_) {
+    impl_->executor.reset();   // joins its threads first
+    impl_->optimizer.reset();  // finishes an update in flight
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec) {
+  auto m = std::make_unique<Impl>();
+  m->spec = spec;
+  SFD_RETURN_IF_ERROR(ValidateLrSchedule(spec.schedule));
+  const OptimizerSpec& o = spec.optimizer;
+  if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
+      !(o.eps > 0) || !(o.weight_decay >= 0)) {
+    return absl::InvalidArgumentError("optimizer: need lr >= 0, 0 <= betas < 1, eps > 0, weight_decay >= 0");
+  }
+  SFD_ASSIGN_OR_RETURN(m->source, HfModelDir::Open(spec.model_dir));
+  m->config = m->source->config();
+  m->layout = std::make_unique<ModelLayout>(m->config);
+  const ModelLayout& layout = *m->layout;
+  m->info = {m->config.architecture, layout.TotalParams(), layout.MatmulParams(),
+             layout.num_layers(), m->config.hidden_size, m->config.vocab_size};
+
+  SFD_ASSIGN_OR_RETURN(m->backend, Backend::Create(spec.engine));
+  SFD_ASSIGN_OR_RETURN(m->dtype, ComputeDtype(spec.engine.compute_dtype, m->backend->is_cuda()));
+
+  PlannerInputs pin;
+  pin.config = &m->config;
+  pin.layout = &layout;
+  pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(m->dtype));
+  pin.cuda = m->backend->is_cuda();
+  pin.device_name = m->backend->name();
+  pin.device_free = m->backend->Memory().free;
+  pin.host_available = HostMemAvailable();
+  pin.engine = &spec.engine;
+  SFD_ASSIGN_OR_RETURN(m->plan, PlanMemory(pin));
+
+  SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout));
+  for (int u = 0; u < layout.num_units(); ++u) {
+    float* master = m->host[u].master.data_ptr<float>();
+    for (const ParamEntry& p : layout.layout(u).params()) {
+      SFD_RETURN_IF_ERROR(m->source->ReadFloat(layout.HfName(u, p),
+                                               absl::Span<float>(master + p.offset, p.numel)));
+    }
+  }
+  m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads);
+  m->io = std::make_unique<CpuAdamW>(std::max(1, m->adam->num_threads() / 4));
+  m->optimizer = std::make_unique<OptimizerStage>(&m->host, m->adam.get());
+  ExecutorOptions eo;
+  eo.compute_dtype = m->dtype;
+  eo.num_slots = m->plan.window_slots;
+  eo.lm_head_chunk_tokens = spec.engine.lm_head_chunk_tokens;
+  OptimizerStage* stage = m->optimizer.get();
+  eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
+  eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };
+  SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
+                                                     m->io.get(), eo));
+  return std::unique_ptr<Trainer>(new Trainer(std::move(m)));
+}
+
+const MemoryPlan& Trainer::plan() const { return impl_->plan; }
+const ModelInfo& Trainer::model() const { return impl_->info; }
+int64_t Trainer::step() const { return impl_->step; }
+
+absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_batches) {
+  Impl& m = *impl_;
+  const double t0 = Now();
+  StepStats st;
+  for (const TokenBatch& b : micro_batches) {
+    st.tokens += b.num_tokens();
+    st.target_tokens += b.num_target_tokens();
+  }
+  if (st.target_tokens == 0) {
+    return absl::InvalidArgumentError("optimizer step has no target tokens (every label is ignored)");
+  }
+  m.backend->ResetPeak();
+  st.lr = LrAt(m.spec.schedule, m.spec.optimizer.lr, m.step);
+
+  // 1. Forward + backward of every micro-batch; fp32 grads land in the host arenas.
+  SFD_ASSIGN_OR_RETURN(PassStats pass, m.executor->Train(micro_batches, 1.0 / st.target_tokens, m.step));
+
+  // 2. Exact global grad norm and clip coefficient (torch.nn.utils.clip_grad_norm_).
+  double sumsq = 0;
+  for (HostUnit& h : m.host) sumsq += m.adam->SumSquares(h.grad.data_ptr<float>(), h.numel());
+  st.grad_norm = std::sqrt(sumsq);
+  if (!std::isfinite(st.grad_norm)) {
+    return absl::InternalError("non-finite gradient norm at step " + std::to_string(m.step + 1) +
+                               "; the update was skipped (lower the learning rate?)");
+  }
+  double clip = 1.0;
+  if (m.spec.max_grad_norm > 0) clip = std::min(1.0, m.spec.max_grad_norm / (st.grad_norm + 1e-6));
+
+  // 3. AdamW on the CPU, in the background, unit by unit in forward order.
+  AdamWStep hp;
+  hp.lr = static_cast<float>(st.lr);
+  hp.beta1 = static_cast<float>(m.spec.optimizer.beta1);
+  hp.beta2 = static_cast<float>(m.spec.optimizer.beta2);
+  hp.eps = static_cast<float>(m.spec.optimizer.eps);
+  hp.weight_decay = static_cast<float>(m.spec.optimizer.weight_decay);
+  hp.step = m.step + 1;
+  hp.grad_scale = static_cast<float>(clip);
+  m.optimizer->Launch(hp);
+  m.step += 1;
+
+  st.step = m.step;
+  st.loss = pass.ce_sum / st.target_tokens;
+  st.step_seconds = Now() - t0;
+  st.forward_seconds = pass.forward_seconds;
+  st.backward_seconds = pass.backward_seconds;
+  st.optimizer_seconds = m.optimizer->last_update_seconds();
+  st.stall_weights_seconds = pass.stall_weights_seconds;
+  st.stall_optimizer_seconds = pass.stall_optimizer_seconds + pass.stall_drain_seconds;
+  st.h2d_bytes = pass.h2d_bytes;
+  st.d2h_bytes = pass.d2h_bytes;
+  const DeviceMemory dm = m.backend->Memory();
+  st.peak.device = dm.peak;
+  st.peak.pinned = m.backend->pinned_bytes();
+  st.peak.host = HostUnitBytes(*m.layout);
+  st.host_rss = ProcessRss();
+  int64_t seq = micro_batches.front().seq;
+  st.model_flops = (6.0 * m.info.num_matmul_params + 6.0 * m.info.num_layers * m.info.hidden_size * seq) *
+                   static_cast<double>(st.tokens);
+  return st;
+}
+
+absl::StatusOr<double> Trainer::Evaluate(const std::vector<TokenBatch>& batches) {
+  int64_t targets = 0;
+  for (const TokenBatch& b : batches) targets += b.num_target_tokens();
+  if (targets == 0) return absl::InvalidArgumentError("evaluation batches have no target tokens");
+  SFD_ASSIGN_OR_RETURN(PassStats pass, impl_->executor->Evaluate(batches, impl_->step));
+  return pass.ce_sum / targets;
+}
+
+absl::StatusOr<std::vector<float>> Trainer::Logits(const TokenBatch& batch) {
+  SFD_ASSIGN_OR_RETURN(at::Tensor logits, impl_->executor->Logits(batch, impl_->step));
+  at::Tensor c = logits.contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+absl::Status Trainer::SaveModel(const std::string& dir) {
+  Impl& m = *impl_;
+  m.optimizer->WaitAll();
+  const ModelLayout& layout = *m.layout;
+  std::vector<TensorSource> tensors;
+  for (int u = 0; u < layout.num_units(); ++u) {
+    for (const ParamEntry& p : layout.layout(u).params()) {
+      const float* src = m.host[u].master.data_ptr<float>() + p.offset;
+      const int64_t n = p.numel;
+      tensors.push_back({layout.HfName(u, p), p.shape,
+                         [src, n](float* dst) { std::memcpy(dst, src, n * sizeof(float)); }});
+    }
+  }
+  HfWriteOptions opts;
+  const std::string& td = m.config.torch_dtype;
+  opts.dtype = td == "float32" ? DType::kF32 : td == "float16" ? DType::kF16 : DType::kBF16;
+  opts.copy_tokenizer_from = m.spec.model_dir;
+  return WriteHfModelDir(dir, m.config, tensors, opts);
+}
+
+absl::Status Trainer::SaveState(const std::string& dir) {
+  Impl& m = *impl_;
+  m.optimizer->WaitAll();
+  return WriteOptimizerState(dir, *m.layout, m.host, m.step);
+}
+
+absl::Status Trainer::LoadState(const std::string& dir) {
+  Impl& m = *impl_;
+  m.optimizer->WaitAll();
+  SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host));
+  m.step = step;
+  m.optimizer->ResetVersions(step);
+  return absl::OkStatus();
+}
+
+}  // namespace sfd
