@@ -1,7 +1,8 @@
 // A Hugging Face model directory: config.json plus model.safetensors or sharded
 // model-0000i-of-0000N.safetensors with model.safetensors.index.json.
 //
-// HfModelDir opens one for reading (shards mmapped, tensors read as fp32 on demand) after
+// HfModelDir opens one for reading (shards mmapped, tensors read as fp32 on demand; const
+// methods thread-safe) after
 // checking that it is a checkpoint sfd can train: a supported config and every tensor
 // ExpectedTensors() names, with the right shape and a float dtype.
 // WriteHfModelDir writes one (config, shards, index, tokenizer files) that transformers loads,

@@ -9,7 +9,12 @@
 // the tensor); nothing here crashes or allocates according to an untrusted length.
 //
 // SafetensorsFile maps the file read-only (host memory, page cache): Bytes() views point into
-// the mapping and stay valid as long as the object lives.
+// the mapping and stay valid as long as the object lives. Its const methods are thread-safe,
+// so tensors can be read in parallel.
+//
+// Writers keep tensors in the order given. The header is padded so the data section starts
+// 8-byte aligned; a tensor's own alignment then depends on the sizes before it, so callers
+// mixing dtypes should put larger element sizes first (as the Python writer does).
 #pragma once
 
 #include <cstdint>
