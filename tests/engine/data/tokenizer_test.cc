@@ -225,6 +225,29 @@ TEST(TokenizerTest, ConcurrentEncodeIsConsistent) {
   EXPECT_EQ(bad, std::vector<int>(4, 0));
 }
 
+TEST(TokenizerTest, FuzzSeedsLoadAndRoundTrip) {
+  // The fuzzer's seeds (tests/fixtures/tokenizers/fuzz_seeds) are valid tokenizers.
+  const std::string dir = std::string(SFD_FIXTURES_DIR) + "/tokenizers/fuzz_seeds";
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto t = Tokenizer::FromTokenizerJsonString(data.substr(0, data.find('\0')), e.path());
+    ASSERT_TRUE(t.ok()) << t.status();
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+  std::ifstream in(dir + "/byte_level.json");
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto t = Make(json::parse(data));
+  ASSERT_TRUE(t);
+  // NFC + Llama-3 split + byte-level: "the" merges to "Ġthe" (258) after a space; BOS 300.
+  EXPECT_EQ(Enc(*t, "<|begin_of_text|> the", true), (Ids{300, 300, 258}));
+  const std::string text = "Caf\x65\xCC\x81 12345 the\r\n\xF0\x9F\x98\x80";
+  const Ids ids = Enc(*t, text);
+  EXPECT_EQ(*t->Decode(ids, false), "Caf\xC3\xA9 12345 the\r\n\xF0\x9F\x98\x80");  // NFC
+}
+
 TEST(Utf8Test, ValidationAndLossyDecoding) {
   EXPECT_TRUE(ValidateUtf8("h\xC3\xA9llo \xF0\x9F\x98\x80", "x").ok());
   EXPECT_FALSE(ValidateUtf8("\xC0\xAF", "x").ok());          // overlong
