@@ -155,9 +155,14 @@ int Run() {
     return 2;
   }
   if (config.socket_path != "none") ::chmod(config.socket_path.c_str(), 0600);
-  if (!config.tcp_address.empty() && tcp_port == 0) {
-    std::cerr << "sfd: cannot listen on " << config.tcp_address << "\n";
-    return 2;
+  if (!config.tcp_address.empty()) {
+    if (tcp_port == 0) {
+      std::cerr << "sfd: cannot listen on " << config.tcp_address << "\n";
+      return 2;
+    }
+    // Show the bound port (the config may say :0 = any free port).
+    addresses.back() = absl::StrCat(
+        config.tcp_address.substr(0, config.tcp_address.rfind(':')), ":", tcp_port);
   }
   spdlog::info("sfd {} listening on {}{}; state in {}", SFD_VERSION, absl::StrJoin(addresses, ", "),
                config.tls.enabled() ? " (TCP with TLS)" : "", config.state_dir);

@@ -180,6 +180,14 @@ absl::Status YamlMap::GetMap(const std::string& key, YamlMap* out) {
 
 absl::Status YamlMap::RejectUnknownKeys() const {
   if (!node_.IsDefined() || !node_.IsMap()) return absl::OkStatus();
+  std::vector<std::string> keys;
+  for (const auto& kv : node_) {
+    if (!kv.first.IsScalar()) continue;
+    if (std::find(keys.begin(), keys.end(), kv.first.Scalar()) != keys.end())
+      return absl::InvalidArgumentError(
+          absl::StrCat(FieldPath(kv.first.Scalar()), LineOf(kv.first), ": duplicate key"));
+    keys.push_back(kv.first.Scalar());
+  }
   for (const auto& kv : node_) {
     if (!kv.first.IsScalar())
       return absl::InvalidArgumentError(absl::StrCat(path_.empty() ? "document" : path_,

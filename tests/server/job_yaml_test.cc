@@ -100,6 +100,8 @@ TEST(JobYamlTest, RejectsBadInputNamingTheField) {
       {"model: m\ndata: {train: t}\nname: 'bad name!'\n", "name:"},
       {"model: m\ndata: {train: t}\ntraining: {seed: -1}\n", "training.seed"},
       {"model: m\ndata: {train: t}\ntraining: {packing: true}\n", "training.packing (line 3): unknown key"},
+      {"model: m\ndata: {train: t}\nmodel: n\n", "model (line 3): duplicate key"},
+      {"model: m\ndata: {train: t, train: u}\n", "data.train (line 2): duplicate key"},
   };
   for (const BadCase& c : cases) {
     auto spec = ParseJobYaml(c.yaml);
