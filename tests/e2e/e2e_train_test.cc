@@ -77,7 +77,10 @@ TEST(TrainTest, TrainsToSucceededWithDecreasingLossAndFinalModel) {
     if (e.has_eval()) eval_steps.push_back(e.eval().step());
   EXPECT_GE(eval_steps.size(), 2u);
   EXPECT_EQ(eval_steps.front(), 12);
-  EXPECT_EQ(ckpt_steps, (std::vector<int64_t>{8, 16}));
+  // Every 8 steps (the engine may also checkpoint the last step).
+  ASSERT_GE(ckpt_steps.size(), 2u);
+  EXPECT_EQ(ckpt_steps[0], 8);
+  EXPECT_EQ(ckpt_steps[1], 16);
   auto done = sfd.Get(job->id());
   ASSERT_TRUE(done.ok());
   EXPECT_EQ(done->state(), v1::SUCCEEDED);
