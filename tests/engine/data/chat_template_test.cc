@@ -12,6 +12,7 @@
 
 #include "engine/data/chat_template_builtin.h"
 #include "engine/data/tokenizer.h"
+#include "tests/engine/data/data_test_util.h"
 
 namespace sfd {
 namespace {
@@ -45,14 +46,12 @@ TEST_P(ChatTemplateOracleTest, MatchesOracle) {
   auto tmpl = ChatTemplate::FromSource(source, GetParam(), tokens, opts);
   ASSERT_TRUE(tmpl.ok()) << tmpl.status();
 
-  std::unique_ptr<Tokenizer> tokenizer;
-  const std::string tok_path =
-      std::string(SFD_FIXTURES_DIR) + "/tokenizers/" + context["tokenizer"].get<std::string>() + "/tokenizer.json";
-  if (fs::exists(tok_path)) {
-    auto t = Tokenizer::FromTokenizerJson(tok_path);
-    ASSERT_TRUE(t.ok()) << t.status();
-    tokenizer = std::move(*t);
-  }
+  // The real tokenizer: rendered text must tokenize to the oracle's ids.
+  const std::string model_dir = testing_util::TokenizerModelDir(context["tokenizer"].get<std::string>());
+  ASSERT_FALSE(model_dir.empty()) << "cannot fetch tokenizer " << context["tokenizer"];
+  auto tok_or = Tokenizer::FromModelDir(model_dir);
+  ASSERT_TRUE(tok_or.ok()) << tok_or.status();
+  std::unique_ptr<Tokenizer> tokenizer = std::move(*tok_or);
 
   std::ifstream cases(dir + "/cases.jsonl");
   std::string line;
@@ -73,7 +72,7 @@ TEST_P(ChatTemplateOracleTest, MatchesOracle) {
     ASSERT_TRUE(out.ok()) << "case " << n << ": " << out.status();
     EXPECT_EQ(*out, c["text"].get<std::string>()) << "case " << n << ": " << line;
     ++rendered;
-    if (tokenizer) {
+    if (c.contains("ids")) {
       auto ids = tokenizer->Encode(*out, /*add_special_tokens=*/false);
       ASSERT_TRUE(ids.ok()) << ids.status();
       EXPECT_EQ(*ids, c["ids"].get<std::vector<int32_t>>()) << "case " << n;
@@ -82,7 +81,7 @@ TEST_P(ChatTemplateOracleTest, MatchesOracle) {
   }
   EXPECT_GE(n, 50);
   EXPECT_GE(rendered, 50);
-  if (tokenizer) EXPECT_EQ(ids_checked, rendered);
+  EXPECT_GE(ids_checked, rendered - 1);  // cases where the JS and Python oracles differ have no ids
 }
 
 INSTANTIATE_TEST_SUITE_P(Templates, ChatTemplateOracleTest,
