@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
@@ -34,6 +35,30 @@ absl::StatusOr<at::ScalarType> ComputeDtype(const std::string& name, bool cuda) 
   if (name == "fp32" || name == "float32") return at::kFloat;
   return absl::InvalidArgumentError("engine.compute_dtype: '" + name +
                                     "' is not supported; use bf16 or fp32");
+}
+
+// Deterministic, parallel init: matrices uniform(-a, a) with a = std*sqrt(3), vectors named
+// *norm* = 1, biases = 0. splitmix64 of (seed, index), so any thread count gives the same values.
+void RandomInit(const ParamEntry& p, double std, uint64_t seed, float* dst, ThreadPool* pool) {
+  const bool norm = p.name.find("norm") != std::string::npos;
+  if (p.shape.size() == 1) {
+    std::fill(dst, dst + p.numel, norm ? 1.0f : 0.0f);
+    return;
+  }
+  const float a = static_cast<float>(std * std::sqrt(3.0));
+  const uint64_t salt = std::hash<std::string>()(p.name) ^ (seed * 0x9E3779B97F4A7C15ull);
+  constexpr int64_t kChunk = 1 << 20;
+  pool->ParallelFor((p.numel + kChunk - 1) / kChunk, [&](int64_t c) {
+    const int64_t end = std::min(p.numel, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; ++i) {
+      uint64_t z = salt + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      const float u01 = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+      dst[i] = (2.0f * u01 - 1.0f) * a;
+    }
+  });
 }
 
 }  // namespace
@@ -72,8 +97,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
       !(o.eps > 0) || !(o.weight_decay >= 0)) {
     return absl::InvalidArgumentError("optimizer: need lr >= 0, 0 <= betas < 1, eps > 0, weight_decay >= 0");
   }
-  SFD_ASSIGN_OR_RETURN(m->source, HfModelDir::Open(spec.model_dir));
-  m->config = m->source->config();
+  if (spec.random_init) {
+    SFD_ASSIGN_OR_RETURN(m->config, LoadModelConfig(spec.model_dir));
+  } else {
+    SFD_ASSIGN_OR_RETURN(m->source, HfModelDir::Open(spec.model_dir));
+    m->config = m->source->config();
+  }
   m->layout = std::make_unique<ModelLayout>(m->config);
   const ModelLayout& layout = *m->layout;
   m->info = {m->config.architecture, layout.TotalParams(), layout.MatmulParams(),
@@ -94,14 +123,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   SFD_ASSIGN_OR_RETURN(m->plan, PlanMemory(pin));
 
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout));
+  m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads);
   for (int u = 0; u < layout.num_units(); ++u) {
     float* master = m->host[u].master.data_ptr<float>();
     for (const ParamEntry& p : layout.layout(u).params()) {
-      SFD_RETURN_IF_ERROR(m->source->ReadFloat(layout.HfName(u, p),
-                                               absl::Span<float>(master + p.offset, p.numel)));
+      if (spec.random_init) {
+        RandomInit(p, spec.init_std, spec.seed * 1000003 + u, master + p.offset, m->adam->pool());
+      } else {
+        SFD_RETURN_IF_ERROR(m->source->ReadFloat(layout.HfName(u, p),
+                                                 absl::Span<float>(master + p.offset, p.numel)));
+      }
     }
   }
-  m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads);
   m->io = std::make_unique<CpuAdamW>(std::max(1, m->adam->num_threads() / 4));
   m->optimizer = std::make_unique<OptimizerStage>(&m->host, m->adam.get());
   ExecutorOptions eo;

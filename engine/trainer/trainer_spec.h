@@ -45,6 +45,10 @@ struct EngineSpec {
 
 struct TrainerSpec {
   std::string model_dir;   // HF model directory (config.json + safetensors)
+  // Ignore the checkpoint's weights (only config.json is read) and initialise at random:
+  // matrices uniform with std `init_std`, norms 1, biases 0, deterministic in `seed`.
+  bool random_init = false;
+  double init_std = 0.02;
   OptimizerSpec optimizer;
   LrScheduleSpec schedule;
   double max_grad_norm = 1.0;  // <= 0 disables clipping

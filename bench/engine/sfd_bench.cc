@@ -1,0 +1,214 @@
+// sfd_bench: trains a model with sfd's engine and prints one CSV line per step plus a RESULT
+// line in the format of ../shared/reference peers (mode,model,params,batch,seq,step_s,tokens_s,
+// TFLOPS,peak_gpu_GiB,peak_rss_GiB). TFLOPS = (6*N_matmul + 6*L*d*seq) * tokens / step time.
+//
+//   sfd_bench --model DIR [--random-init] (--batches FILE | --rows R --seq S --steps N)
+//             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
+//             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
+//             [--dtype bf16|fp32] [--slots K] [--budget-gib X] [--timing-warmup N]
+//             [--save DIR] [--logits-out FILE] [--label NAME]
+// --batches: safetensors with int64 input_ids and labels [steps, accum, rows, seq] (HF
+// convention: labels unshifted, -100 ignored), as tests/golden/make_golden.py writes them.
+// Without it, tokens follow a random affine bigram rule per row, so the loss can fall.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "engine/io/safetensors.h"
+#include "engine/trainer/trainer.h"
+
+namespace sfd {
+namespace {
+
+struct Args {
+  std::map<std::string, std::string> kv;
+  std::string Get(const std::string& k, const std::string& def = "") const {
+    auto it = kv.find(k);
+    return it == kv.end() ? def : it->second;
+  }
+  bool Has(const std::string& k) const { return kv.count(k) > 0; }
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k.rfind("--", 0) != 0) continue;
+    k = k.substr(2);
+    if (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) {
+      a.kv[k] = argv[++i];
+    } else {
+      a.kv[k] = "1";
+    }
+  }
+  return a;
+}
+
+TokenBatch FromHf(const int64_t* ids, const int64_t* labels, int64_t rows, int64_t seq) {
+  TokenBatch b;
+  b.rows = rows;
+  b.seq = seq;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < seq; ++t) {
+      b.input_ids.push_back(static_cast<int32_t>(ids[r * seq + t]));
+      b.targets.push_back(t + 1 < seq ? static_cast<int32_t>(labels[r * seq + t + 1]) : kIgnoreLabel);
+      b.position_ids.push_back(static_cast<int32_t>(t));
+      b.segment_ids.push_back(0);
+    }
+  return b;
+}
+
+absl::StatusOr<std::vector<std::vector<TokenBatch>>> LoadBatches(const std::string& path) {
+  SFD_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(path));
+  const TensorInfo* ids = f->Find("input_ids");
+  const TensorInfo* labels = f->Find("labels");
+  if (!ids || !labels || ids->dtype != DType::kI64 || ids->shape.size() != 4 ||
+      labels->shape != ids->shape) {
+    return absl::InvalidArgumentError(path + ": need int64 input_ids and labels [steps, accum, rows, seq]");
+  }
+  const auto& s = ids->shape;
+  const auto* pi = reinterpret_cast<const int64_t*>(f->Bytes(*ids).data());
+  const auto* pl = reinterpret_cast<const int64_t*>(f->Bytes(*labels).data());
+  std::vector<std::vector<TokenBatch>> out(s[0]);
+  const int64_t per = s[2] * s[3];
+  for (int64_t i = 0; i < s[0]; ++i)
+    for (int64_t a = 0; a < s[1]; ++a)
+      out[i].push_back(FromHf(pi + (i * s[1] + a) * per, pl + (i * s[1] + a) * per, s[2], s[3]));
+  return out;
+}
+
+std::vector<std::vector<TokenBatch>> BigramBatches(int64_t steps, int64_t accum, int64_t rows,
+                                                   int64_t seq, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int64_t v = std::min<int64_t>(vocab, 32000);
+  std::vector<std::vector<TokenBatch>> out(steps);
+  for (auto& step : out)
+    for (int64_t a = 0; a < accum; ++a) {
+      std::vector<int64_t> ids(rows * seq);
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t x = rng() % v;
+        const int64_t mul = 1 + 2 * (rng() % 7), add = rng() % 101;
+        for (int64_t t = 0; t < seq; ++t) {
+          ids[r * seq + t] = x;
+          x = (x * mul + add) % v;
+        }
+      }
+      step.push_back(FromHf(ids.data(), ids.data(), rows, seq));
+    }
+  return out;
+}
+
+int Run(const Args& a) {
+  TrainerSpec spec;
+  spec.model_dir = a.Get("model");
+  spec.random_init = a.Has("random-init");
+  spec.optimizer.lr = std::stod(a.Get("lr", "1e-5"));
+  spec.optimizer.beta2 = std::stod(a.Get("beta2", "0.999"));
+  spec.optimizer.weight_decay = std::stod(a.Get("weight-decay", "0"));
+  spec.max_grad_norm = std::stod(a.Get("max-grad-norm", "1.0"));
+  const std::string sched = a.Get("schedule", "constant");
+  spec.schedule.kind = sched == "cosine" ? LrScheduleKind::kCosine
+                       : sched == "linear" ? LrScheduleKind::kLinear
+                                           : LrScheduleKind::kConstant;
+  spec.schedule.warmup_steps = std::stoll(a.Get("warmup", "0"));
+  const std::string dev = a.Get("device", "auto");
+  spec.engine.device = dev == "cpu" ? DeviceKind::kCpu : dev == "cuda" ? DeviceKind::kCuda : DeviceKind::kAuto;
+  spec.engine.compute_dtype = a.Get("dtype", "");
+  spec.engine.window_slots = std::stoi(a.Get("slots", "0"));
+  spec.engine.device_memory_budget = static_cast<int64_t>(std::stod(a.Get("budget-gib", "0")) * (1 << 30));
+  spec.engine.lm_head_chunk_tokens = std::stoll(a.Get("head-chunk", "4096"));
+
+  std::vector<std::vector<TokenBatch>> batches;
+  if (a.Has("batches")) {
+    auto b = LoadBatches(a.Get("batches"));
+    if (!b.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(b.status().message()).c_str());
+      return 2;
+    }
+    batches = std::move(*b);
+  }
+  spec.schedule.total_steps = a.Has("batches") ? static_cast<int64_t>(batches.size())
+                                               : std::stoll(a.Get("steps", "8"));
+  auto trainer = Trainer::Create(spec);
+  if (!trainer.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(trainer.status().message()).c_str());
+    return 2;
+  }
+  Trainer& t = **trainer;
+  std::printf("PLAN,%s\n", t.plan().summary.c_str());
+  if (!a.Has("batches")) {
+    batches = BigramBatches(spec.schedule.total_steps, std::stoll(a.Get("accum", "1")),
+                            std::stoll(a.Get("rows", "8")), std::stoll(a.Get("seq", "1024")),
+                            t.model().vocab_size, 1234);
+  }
+  const int warm = std::stoi(a.Get("timing-warmup", "2"));
+  std::vector<double> times;
+  StepStats last;
+  double peak_dev = 0, peak_rss = 0;
+  std::printf("STEP,step,loss,grad_norm,lr,step_s,tokens_s,tflops,peak_dev_gib,rss_gib,h2d_gb,d2h_gb,"
+              "stall_weights_s,stall_opt_s,optimizer_s\n");
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto st = t.Step(batches[i]);
+    if (!st.ok()) {
+      std::fprintf(stderr, "error at step %zu: %s\n", i + 1, std::string(st.status().message()).c_str());
+      return 1;
+    }
+    last = *st;
+    const double gib = 1 << 30;
+    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f\n",
+                static_cast<long long>(st->step), st->loss, st->grad_norm, st->lr, st->step_seconds,
+                st->tokens / st->step_seconds, st->model_flops / st->step_seconds / 1e12,
+                st->peak.device / gib, st->host_rss / gib, st->h2d_bytes / 1e9, st->d2h_bytes / 1e9,
+                st->stall_weights_seconds, st->stall_optimizer_seconds, st->optimizer_seconds);
+    std::fflush(stdout);
+    if (static_cast<int>(i) >= warm) times.push_back(st->step_seconds);
+    peak_dev = std::max(peak_dev, st->peak.device / gib);
+    peak_rss = std::max(peak_rss, st->host_rss / gib);
+  }
+  if (!times.empty()) {
+    std::sort(times.begin(), times.end());
+    const double med = times[times.size() / 2];
+    const double tflops = last.model_flops / med / 1e12;
+    std::printf("RESULT,sfd,%s,%.2fB,%lld,%lld,%.3f,%.0f,%.1f,%.1f,%.1f,loss=%.3f,slots=%d\n",
+                a.Get("label", "model").c_str(), t.model().num_params / 1e9,
+                static_cast<long long>(batches[0][0].rows * batches[0].size()),
+                static_cast<long long>(batches[0][0].seq), med, last.tokens / med, tflops, peak_dev,
+                peak_rss, last.loss, t.plan().window_slots);
+  }
+  if (a.Has("save")) {
+    absl::Status s = t.SaveModel(a.Get("save"));
+    if (!s.ok()) {
+      std::fprintf(stderr, "error saving: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  if (a.Has("logits-out")) {  // logits of the first row of the first batch, fp32 [seq, vocab]
+    TokenBatch b = batches[0][0];
+    b.rows = 1;
+    b.input_ids.resize(b.seq);
+    b.targets.resize(b.seq);
+    b.position_ids.resize(b.seq);
+    b.segment_ids.resize(b.seq);
+    auto logits = t.Logits(b);
+    if (!logits.ok()) return 1;
+    std::vector<int64_t> ids(b.input_ids.begin(), b.input_ids.end());
+    absl::Status s = WriteSafetensors(
+        a.Get("logits-out"),
+        {{"logits", DType::kF32, {b.seq, t.model().vocab_size}, logits->data()},
+         {"input_ids", DType::kI64, {b.seq}, ids.data()}},
+        {});
+    if (!s.ok()) return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sfd
+
+int main(int argc, char** argv) { return sfd::Run(sfd::Parse(argc, argv)); }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (device tool), from the repo root:
+#   deploy/gpu/run_gpu.sh [build] [test] [parity] [bench] [peers]
+# build : configure + build engine, tests and benches against torch 2.11+cu130 (-j16)
+# test  : engine tests (CPU and CUDA variants)
+# parity: tests/gpu/parity_1b.py (sfd vs transformers AMP, 20 steps, 1B Llama shape)
+# bench : sfd_bench on the 3B/8B shapes of bench/results (SFD_BENCH_RUNS overrides)
+# peers : PyTorch AMP all-GPU and FSDP2 CPU-offload on the same shapes (same run)
+# Logs and results go to $OUT (set by the device tool) or ./gpu-out.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
+source deploy/gpu/env.sh >/dev/null 2>&1
+BUILD=/tmp/sfd-build-gpu
+stages=" $* "
+log() { echo "== $(date +%T) $*"; }
+
+if [[ $stages == *" build "* ]]; then
+  log build
+  cmake -S . -B $BUILD $SFD_GPU_CMAKE_ARGS > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
+  ninja -C $BUILD -j16 sfd_engine engine_trainer_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam > "$OUT/build.log" 2>&1 \
+    || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  log build ok
+fi
+if [[ $stages == *" test "* ]]; then
+  log test
+  for t in engine_io_tests engine_optim_tests engine_trainer_tests; do
+    $BUILD/tests/$t > "$OUT/$t.log" 2>&1; echo "$t rc=$?"; grep -E "PASSED|FAILED|SKIPPED" "$OUT/$t.log" | tail -8
+  done
+fi
+if [[ $stages == *" parity "* ]]; then
+  log parity
+  PYTHONUNBUFFERED=1 python3 tests/gpu/parity_1b.py $BUILD/bench/engine/sfd_bench /tmp/sfd-parity "$OUT" > "$OUT/parity.log" 2>&1
+  grep -E "PARITY|error|Error" "$OUT/parity.log" | tail -30
+fi
+if [[ $stages == *" bench "* ]]; then
+  log bench
+  mkdir -p /tmp/sfd-shapes
+  python3 - <<'PY'
+import json, os
+shapes = {
+ "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
+ "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+}
+for name, s in shapes.items():
+    d = f"/tmp/sfd-shapes/{name}"; os.makedirs(d, exist_ok=True)
+    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=128256, max_position_embeddings=8192,
+               rope_theta=500000.0, rms_norm_eps=1e-5, hidden_act="silu", head_dim=s["hidden_size"] // s["num_attention_heads"],
+               torch_dtype="bfloat16", **s)
+    json.dump(cfg, open(f"{d}/config.json", "w"))
+PY
+  RUNS=${SFD_BENCH_RUNS:-"llama-3b:8:1024:8 llama-3b:8:1024:0"}
+  for r in $RUNS; do
+    IFS=: read -r shape bs seq budget <<< "$r"
+    log "sfd $shape bs$bs seq$seq budget=${budget}GiB"
+    $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps ${SFD_BENCH_STEPS:-7} \
+      --timing-warmup 2 --device cuda --budget-gib $budget --label "$shape-b$budget" > "$OUT/sfd-$shape-$bs-$budget.log" 2>&1
+    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-$shape-$bs-$budget.log" | tail -12
+  done
+fi
+if [[ $stages == *" peers "* ]]; then
+  log peers
+  PYTHONUNBUFFERED=1 python3 bench/peers/peers_baselines.py --runs "${SFD_PEER_RUNS:-gpu:llama-3b:8:1024,fsdp:llama-3b:8:1024}" > "$OUT/peers.log" 2>&1
+  grep RESULT "$OUT/peers.log"
+fi
+log done
