@@ -17,6 +17,23 @@ json Prefix(const json& messages, size_t n) {
   return out;
 }
 
+// Byte offset in `full` where messages[i]'s content starts, found by rendering it with a marker
+// prepended: valid only when the marked render is `full` with exactly the marker inserted.
+absl::StatusOr<size_t> ContentStart(const ChatTemplate& tmpl, const json& messages, size_t i, const std::string& full) {
+  static const std::string kMarker = "\x02sfd-turn\x03";
+  auto content = messages[i].find("content");
+  if (content == messages[i].end() || !content->is_string()) return absl::NotFoundError("no content");
+  json marked = messages;
+  marked[i]["content"] = kMarker + content->get<std::string>();
+  SFD_ASSIGN_OR_RETURN(std::string m, tmpl.Render(marked, /*add_generation_prompt=*/false));
+  size_t p = m.find(kMarker);
+  if (p == std::string::npos || m.find(kMarker, p + 1) != std::string::npos) return absl::NotFoundError("marker");
+  if (m.size() != full.size() + kMarker.size() || m.compare(0, p, full, 0, p) != 0 ||
+      m.compare(p + kMarker.size(), std::string::npos, full, p, std::string::npos) != 0)
+    return absl::NotFoundError("content not verbatim");
+  return p;
+}
+
 }  // namespace
 
 absl::StatusOr<RenderedConversation> RenderWithAssistantSpans(const ChatTemplate& tmpl, const json& messages,
@@ -34,9 +51,21 @@ absl::StatusOr<RenderedConversation> RenderWithAssistantSpans(const ChatTemplate
                                                      "]) in the rendered chat template: ", why));
     };
     auto head = tmpl.Render(Prefix(messages, i), /*add_generation_prompt=*/true);
-    if (!head.ok()) return fail(absl::StrCat("rendering the messages before it failed: ", head.status().message()));
-    if (!StartsWith(r, *head)) return fail("the conversation up to it with a generation prompt is not a prefix of the whole");
-    const size_t begin = head->size();
+    size_t begin = 0;
+    if (head.ok() && StartsWith(r, *head)) {
+      begin = head->size();
+    } else {
+      // Templates that render earlier messages differently depending on what follows (e.g.
+      // Mistral-Nemo puts the system prompt into the last user message): find where the
+      // content starts by rendering it with a marker in front.
+      auto at = ContentStart(tmpl, messages, i, r);
+      if (!at.ok()) {
+        return fail(head.ok() ? "the conversation up to it with a generation prompt is not a prefix of the whole, "
+                                "and its content is not rendered verbatim"
+                              : absl::StrCat("rendering the messages before it failed: ", head.status().message()));
+      }
+      begin = *at;
+    }
     auto upto = tmpl.Render(Prefix(messages, i + 1), /*add_generation_prompt=*/false);
     if (!upto.ok()) return fail(absl::StrCat("rendering the messages up to it failed: ", upto.status().message()));
     size_t end = 0;

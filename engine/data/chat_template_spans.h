@@ -2,9 +2,11 @@
 // are the assistant's turns (what the model generates, incl. the end-of-turn token), for
 // loss masks of {"messages"} datasets. Works for any template without markers, by rendering
 // prefixes of the conversation:
-//   start of turn i = len(render(messages[:i], add_generation_prompt=True)), which must be a
+//   start of turn i = len(render(messages[:i], add_generation_prompt=True)) when that is a
 //     prefix of the full render R (template-generated assistant text such as Qwen3's empty
-//     <think></think> then counts as assistant output, as at inference);
+//     <think></think> then counts as assistant output, as at inference); otherwise (templates
+//     that render earlier messages differently depending on what follows, e.g. Mistral-Nemo's
+//     system prompt) where the content starts, found by rendering it with a marker in front;
 //   end of turn i   = len(render(messages[:i+1])) when that is a prefix of R; otherwise (e.g.
 //     Qwen3 renders the last turn differently) the longest tail of that render that R continues
 //     with at the start of the turn. Whitespace after a trailing end-of-turn marker ("\n" after
