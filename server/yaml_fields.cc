@@ -18,6 +18,33 @@ std::string LineOf(const YAML::Node& node) {
   return absl::StrCat(" (line ", mark.line + 1, ")");
 }
 
+// Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF): job strings end up in proto3
+// string fields and in YAML, both of which require it.
+bool IsValidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int n;
+    uint32_t cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
+    else return false;
+    for (int k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::Status YamlMap::Check(const YAML::Node& node, const std::string& path) {
@@ -58,6 +85,7 @@ absl::Status YamlMap::GetString(const std::string& key, std::string* out) {
   YAML::Node v = Find(key);
   if (!v.IsDefined() || v.IsNull()) return absl::OkStatus();
   if (!v.IsScalar()) return Error(key, "must be a string");
+  if (!IsValidUtf8(v.Scalar())) return Error(key, "must be valid UTF-8");
   *out = v.Scalar();
   return absl::OkStatus();
 }
@@ -158,10 +186,12 @@ absl::Status YamlMap::GetStringList(const std::string& key, std::vector<std::str
   if (!v.IsDefined() || v.IsNull()) return absl::OkStatus();
   std::vector<std::string> items;
   if (v.IsScalar()) {
+    if (!IsValidUtf8(v.Scalar())) return Error(key, "must be valid UTF-8");
     items.push_back(v.Scalar());
   } else if (v.IsSequence()) {
     for (const auto& item : v) {
-      if (!item.IsScalar()) return Error(key, "must be a list of strings");
+      if (!item.IsScalar() || !IsValidUtf8(item.Scalar()))
+        return Error(key, "must be a list of (UTF-8) strings");
       items.push_back(item.Scalar());
     }
   } else {

@@ -18,10 +18,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (spec.status().code() != absl::StatusCode::kInvalidArgument) std::abort();
     return 0;
   }
-  auto again = sfd::ParseJobYaml(sfd::JobSpecToYaml(*spec));
-  if (!again.ok() || !google::protobuf::util::MessageDifferencer::Equals(*spec, *again)) {
-    std::fprintf(stderr, "round trip failed: %s\n",
-                 again.ok() ? "different spec" : std::string(again.status().message()).c_str());
+  const std::string yaml = sfd::JobSpecToYaml(*spec);
+  auto again = sfd::ParseJobYaml(yaml);
+  if (!again.ok()) {
+    std::fprintf(stderr, "round trip failed: %s\n%s\n",
+                 std::string(again.status().message()).c_str(), yaml.c_str());
+    std::abort();
+  }
+  google::protobuf::util::MessageDifferencer diff;
+  std::string report;
+  diff.ReportDifferencesToString(&report);
+  if (!diff.Compare(*spec, *again)) {
+    std::fprintf(stderr, "round trip changed the spec:\n%s\n%s\n", report.c_str(), yaml.c_str());
     std::abort();
   }
   return 0;

@@ -116,6 +116,8 @@ int Main(int fd) {
   };
   cb.on_checkpoint = [&](const CheckpointInfo& c) {
     if (c.final) final_dir = c.path;
+    // JobRunner only reads checkpoint_now (const); a request is served by one checkpoint.
+    if (!c.final) g_checkpoint_now = false;
     worker::v1::WorkerReport r;
     r.mutable_checkpoint()->set_step(c.step);
     r.mutable_checkpoint()->set_path(c.path);
