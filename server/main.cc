@@ -164,6 +164,7 @@ int Run() {
     addresses.back() = absl::StrCat(
         config.tcp_address.substr(0, config.tcp_address.rfind(':')), ":", tcp_port);
   }
+  service.SetListenAddresses(addresses);
   spdlog::info("sfd {} listening on {}{}; state in {}", SFD_VERSION, absl::StrJoin(addresses, ", "),
                config.tls.enabled() ? " (TCP with TLS)" : "", config.state_dir);
   std::cout << "sfd ready: " << absl::StrJoin(addresses, ", ") << std::endl;

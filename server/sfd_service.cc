@@ -78,7 +78,10 @@ grpc::Status SfdService::GetServerInfo(grpc::ServerContext* ctx, const v1::GetSe
   resp->set_uptime_seconds(std::chrono::duration_cast<std::chrono::seconds>(
                                std::chrono::steady_clock::now() - started_)
                                .count());
-  for (const auto& a : listen_addresses_) resp->add_listen_addresses(a);
+  {
+    std::lock_guard<std::mutex> lock(addresses_mu_);
+    for (const auto& a : listen_addresses_) resp->add_listen_addresses(a);
+  }
   return grpc::Status::OK;
 }
 
@@ -124,5 +127,10 @@ absl::Status SfdService::StreamEvents(grpc::ServerContext* ctx,
 }
 
 void SfdService::Shutdown() { shutdown_ = true; }
+
+void SfdService::SetListenAddresses(std::vector<std::string> addresses) {
+  std::lock_guard<std::mutex> lock(addresses_mu_);
+  listen_addresses_ = std::move(addresses);
+}
 
 }  // namespace sfd

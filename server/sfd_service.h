@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,8 @@ class SfdService final : public v1::Sfd::Service {
 
   // Ends every open stream (daemon shutdown).
   void Shutdown();
+  // The addresses actually bound (TCP port known only after the server started).
+  void SetListenAddresses(std::vector<std::string> addresses);
 
  private:
   absl::Status StreamEvents(grpc::ServerContext* ctx, const v1::StreamJobEventsRequest& req,
@@ -49,6 +52,7 @@ class SfdService final : public v1::Sfd::Service {
   JobStore* store_;
   const PathPolicy* policy_;
   TokenAuth auth_;
+  std::mutex addresses_mu_;
   std::vector<std::string> listen_addresses_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<int> open_streams_{0};

@@ -65,6 +65,15 @@ TEST(AuthTest, TokenIsRequiredOnTcpAndComparedExactly) {
   v1::ListJobsResponse resp;
   EXPECT_EQ(tcp->ListJobs(&ctx, v1::ListJobsRequest(), &resp).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+  {
+    grpc::ClientContext ictx;
+    ictx.AddMetadata("authorization", "Bearer s3cret-token-0123456789");
+    v1::ServerInfo info;
+    ASSERT_TRUE(tcp->GetServerInfo(&ictx, v1::GetServerInfoRequest(), &info).ok());
+    bool listed = false;
+    for (const auto& a : info.listen_addresses()) listed |= a == sfd.tcp_address();
+    EXPECT_TRUE(listed) << info.DebugString();
+  }
   // The owner-only Unix socket needs no token.
   EXPECT_TRUE(Info(sfd.stub()).ok());
 }
