@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -28,6 +29,13 @@ std::atomic<bool> g_cancel{false};
 std::atomic<bool> g_checkpoint_now{false};
 std::atomic<bool> g_cancel_after_checkpoint{false};
 std::atomic<int64_t> g_last_step{0};
+
+absl::Status ExceptionStatus(const std::exception& e) {
+  const std::string what = e.what();
+  const std::string msg = absl::StrCat("uncaught exception in the engine: ", what.substr(0, 4000));
+  if (what.find("out of memory") != std::string::npos) return absl::ResourceExhaustedError(msg);
+  return absl::InternalError(msg);
+}
 
 void ControlLoop(int fd) {
   while (true) {
@@ -89,7 +97,12 @@ int Main(int fd) {
   std::thread control(ControlLoop, fd);
   control.detach();
 
-  auto runner = JobRunner::Create(*spec, resume_dir);
+  absl::StatusOr<std::unique_ptr<JobRunner>> runner = absl::InternalError("not created");
+  try {
+    runner = JobRunner::Create(*spec, resume_dir);
+  } catch (const std::exception& e) {
+    finish(ExceptionStatus(e), "");
+  }
   if (!runner.ok()) finish(runner.status(), "");
 
   std::string final_dir;
@@ -130,7 +143,14 @@ int Main(int fd) {
     r.set_log(message);
     report(r);
   };
-  absl::Status st = (*runner)->Run(cb, &g_cancel, &g_checkpoint_now);
+  absl::Status st;
+  try {
+    st = (*runner)->Run(cb, &g_cancel, &g_checkpoint_now);
+  } catch (const std::exception& e) {
+    // An exception that escaped the engine (e.g. a c10::Error) is deterministic: report it as
+    // the job's failure instead of crashing into a retry.
+    st = ExceptionStatus(e);
+  }
   finish(st, final_dir);
   return 0;
 }
