@@ -45,7 +45,8 @@ absl::StatusOr<DataPosition> DataPosition::FromJson(const std::string& text) {
   DataPosition p;
   p.epoch = j["epoch"].get<int64_t>();
   p.step_in_epoch = j["step_in_epoch"].get<int64_t>();
-  if (p.epoch < 0 || p.step_in_epoch < 0) return absl::InvalidArgumentError(absl::StrCat("negative data position: ", text));
+  if (p.epoch < 0 || p.step_in_epoch < 0)
+    return absl::InvalidArgumentError(absl::StrCat("negative data position: ", text));
   return p;
 }
 
@@ -55,22 +56,28 @@ bool IsEvalRow(uint64_t seed, int64_t index, double fraction) {
   return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0) < fraction;
 }
 
-absl::StatusOr<std::unique_ptr<BatchStream>> BatchStream::Create(const DataSpec& spec, const std::string& model_dir,
-                                                                 int64_t micro_batch_size, uint64_t seed, bool is_eval) {
+absl::StatusOr<std::unique_ptr<BatchStream>> BatchStream::Create(const DataSpec& spec,
+                                                                 const std::string& model_dir,
+                                                                 int64_t micro_batch_size,
+                                                                 uint64_t seed, bool is_eval) {
   SFD_ASSIGN_OR_RETURN(auto tok, Tokenizer::FromModelDir(model_dir));
   TokenizerConfig config;
-  auto cfg = TokenizerConfig::FromFile((std::filesystem::path(model_dir) / "tokenizer_config.json").string());
-  if (cfg.ok()) config = *cfg;
-  else if (!absl::IsNotFound(cfg.status())) return cfg.status();
-  return CreateWithTokenizer(spec, std::shared_ptr<const Tokenizer>(std::move(tok)), config, model_dir,
-                             micro_batch_size, seed, is_eval);
+  auto cfg = TokenizerConfig::FromFile(
+      (std::filesystem::path(model_dir) / "tokenizer_config.json").string());
+  if (cfg.ok())
+    config = *cfg;
+  else if (!absl::IsNotFound(cfg.status()))
+    return cfg.status();
+  return CreateWithTokenizer(spec, std::shared_ptr<const Tokenizer>(std::move(tok)), config,
+                             model_dir, micro_batch_size, seed, is_eval);
 }
 
 absl::StatusOr<std::unique_ptr<BatchStream>> BatchStream::CreateWithTokenizer(
     const DataSpec& spec, std::shared_ptr<const Tokenizer> tokenizer, const TokenizerConfig& config,
     const std::string& model_dir, int64_t micro_batch_size, uint64_t seed, bool is_eval) {
   if (micro_batch_size <= 0) return absl::InvalidArgumentError("micro_batch_size must be positive");
-  if (spec.max_seq_len <= 1) return absl::InvalidArgumentError("data.max_seq_len must be at least 2");
+  if (spec.max_seq_len <= 1)
+    return absl::InvalidArgumentError("data.max_seq_len must be at least 2");
   if (spec.eval_fraction < 0 || spec.eval_fraction >= 1)
     return absl::InvalidArgumentError("data.eval_fraction must be in [0, 1)");
   auto s = std::unique_ptr<BatchStream>(new BatchStream());
@@ -108,7 +115,9 @@ absl::Status BatchStream::Load(const DataSpec& spec, const std::string& model_di
     if (!any) return absl::InvalidArgumentError(absl::StrCat(path_, ": the dataset is empty"));
     if (format == DatasetFormat::kAuto) {
       auto first = ParseRow(line, DatasetFormat::kAuto);
-      if (!first.ok()) return absl::InvalidArgumentError(absl::StrCat(path_, ":", line_no, ": ", first.status().message()));
+      if (!first.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(path_, ":", line_no, ": ", first.status().message()));
       format = first->format;
     }
   }
@@ -119,7 +128,8 @@ absl::Status BatchStream::Load(const DataSpec& spec, const std::string& model_di
   SFD_ASSIGN_OR_RETURN(cache_, DocumentCache::Create());
   SFD_ASSIGN_OR_RETURN(auto reader, JsonlReader::Open(path_));
 
-  ThreadPool pool(static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency()))));
+  ThreadPool pool(
+      static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency()))));
   std::vector<std::string> lines;
   std::vector<int64_t> line_nos;
   std::vector<Encoded> out;
@@ -160,7 +170,8 @@ absl::Status BatchStream::Load(const DataSpec& spec, const std::string& model_di
     });
     for (size_t i = 0; i < out.size(); ++i) {
       if (!out[i].status.ok())
-        return absl::Status(out[i].status.code(), absl::StrCat(path_, ":", line_nos[i], ": ", out[i].status.message()));
+        return absl::Status(out[i].status.code(),
+                            absl::StrCat(path_, ":", line_nos[i], ": ", out[i].status.message()));
       if (!out[i].selected) continue;
       ++rows_selected;
       Document& d = out[i].doc;
@@ -177,12 +188,15 @@ absl::Status BatchStream::Load(const DataSpec& spec, const std::string& model_di
   }
   SFD_RETURN_IF_ERROR(cache_->Flush());
   if (stats_.samples == 0)
-    return absl::InvalidArgumentError(absl::StrCat(
-        path_, ": no usable sample", split ? (is_eval ? " in the eval split" : " in the train split") : "", " (",
-        rows_selected, " rows, ", stats_.skipped_no_target,
-        " without a trainable token — e.g. empty completions, no assistant turn, or cut off by max_seq_len ",
-        max_seq_len_, ")"));
-  plan_ = spec.packing ? PackBestFitDecreasing(cache_->lengths(), max_seq_len_) : OneDocPerRow(cache_->size());
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": no usable sample",
+                     split ? (is_eval ? " in the eval split" : " in the train split") : "", " (",
+                     rows_selected, " rows, ", stats_.skipped_no_target,
+                     " without a trainable token — e.g. empty completions, no assistant turn, or "
+                     "cut off by max_seq_len ",
+                     max_seq_len_, ")"));
+  plan_ = spec.packing ? PackBestFitDecreasing(cache_->lengths(), max_seq_len_)
+                       : OneDocPerRow(cache_->size());
   return absl::OkStatus();
 }
 
@@ -205,7 +219,8 @@ std::vector<int64_t> BatchStream::RowOrder(int64_t epoch) const {
 }
 
 absl::StatusOr<std::vector<Document>> BatchStream::RowDocuments(int64_t r) const {
-  if (r < 0 || r >= plan_.num_rows()) return absl::OutOfRangeError(absl::StrCat("row ", r, " out of range"));
+  if (r < 0 || r >= plan_.num_rows())
+    return absl::OutOfRangeError(absl::StrCat("row ", r, " out of range"));
   std::vector<Document> docs;
   for (int64_t k = plan_.row_begin[r]; k < plan_.row_begin[r + 1]; ++k) {
     SFD_ASSIGN_OR_RETURN(auto d, cache_->Read(plan_.doc[k]));
@@ -214,7 +229,8 @@ absl::StatusOr<std::vector<Document>> BatchStream::RowDocuments(int64_t r) const
   return docs;
 }
 
-absl::StatusOr<std::vector<TokenBatch>> BatchStream::BuildStep(DataPosition p, int64_t grad_accum) const {
+absl::StatusOr<std::vector<TokenBatch>> BatchStream::BuildStep(DataPosition p,
+                                                               int64_t grad_accum) const {
   const std::vector<int64_t> order = RowOrder(p.epoch);
   const int64_t num_rows = plan_.num_rows();
   const int64_t start = p.step_in_epoch * micro_batch_size_ * grad_accum;
@@ -245,7 +261,8 @@ void BatchStream::CancelPrefetch() {
 }
 
 absl::Status BatchStream::Seek(const DataPosition& p) {
-  if (p.epoch < 0 || p.step_in_epoch < 0) return absl::InvalidArgumentError("negative data position");
+  if (p.epoch < 0 || p.step_in_epoch < 0)
+    return absl::InvalidArgumentError("negative data position");
   CancelPrefetch();
   pos_ = p;
   return absl::OkStatus();
@@ -254,14 +271,16 @@ absl::Status BatchStream::Seek(const DataPosition& p) {
 absl::StatusOr<std::vector<TokenBatch>> BatchStream::NextStep(int64_t grad_accum) {
   if (grad_accum <= 0) return absl::InvalidArgumentError("grad_accum must be positive");
   if (pos_.epoch >= num_epochs_)
-    return absl::OutOfRangeError(absl::StrCat("all ", num_epochs_, " epochs of ", path_, " are done"));
+    return absl::OutOfRangeError(
+        absl::StrCat("all ", num_epochs_, " epochs of ", path_, " are done"));
   const int64_t spe = steps_per_epoch(grad_accum);
   if (pos_.step_in_epoch >= spe)
-    return absl::FailedPreconditionError(absl::StrCat("data position step ", pos_.step_in_epoch, " is beyond the epoch's ",
-                                                      spe, " steps (did the dataset or batch size change?)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("data position step ", pos_.step_in_epoch, " is beyond the epoch's ", spe,
+                     " steps (did the dataset or batch size change?)"));
   absl::StatusOr<std::vector<TokenBatch>> result;
-  if (prefetch_ && prefetch_->pos.epoch == pos_.epoch && prefetch_->pos.step_in_epoch == pos_.step_in_epoch &&
-      prefetch_->grad_accum == grad_accum) {
+  if (prefetch_ && prefetch_->pos.epoch == pos_.epoch &&
+      prefetch_->pos.step_in_epoch == pos_.step_in_epoch && prefetch_->grad_accum == grad_accum) {
     result = prefetch_->result.get();
     prefetch_.reset();
   } else {
@@ -278,7 +297,8 @@ absl::StatusOr<std::vector<TokenBatch>> BatchStream::NextStep(int64_t grad_accum
     prefetch_->pos = pos_;
     prefetch_->grad_accum = grad_accum;
     DataPosition p = pos_;
-    prefetch_->result = std::async(std::launch::async, [this, p, grad_accum] { return BuildStep(p, grad_accum); });
+    prefetch_->result =
+        std::async(std::launch::async, [this, p, grad_accum] { return BuildStep(p, grad_accum); });
   }
   return result;
 }

@@ -47,13 +47,16 @@ struct DataPosition {
 
 class BatchStream {
  public:
-  static absl::StatusOr<std::unique_ptr<BatchStream>> Create(const DataSpec& spec, const std::string& model_dir,
-                                                             int64_t micro_batch_size, uint64_t seed, bool is_eval);
+  static absl::StatusOr<std::unique_ptr<BatchStream>> Create(const DataSpec& spec,
+                                                             const std::string& model_dir,
+                                                             int64_t micro_batch_size,
+                                                             uint64_t seed, bool is_eval);
   // Same with an already loaded tokenizer / config (tests, tools). `tokenizer` must outlive the
   // stream; `model_dir` is only used to find the chat template (may be "").
   static absl::StatusOr<std::unique_ptr<BatchStream>> CreateWithTokenizer(
-      const DataSpec& spec, std::shared_ptr<const Tokenizer> tokenizer, const TokenizerConfig& config,
-      const std::string& model_dir, int64_t micro_batch_size, uint64_t seed, bool is_eval);
+      const DataSpec& spec, std::shared_ptr<const Tokenizer> tokenizer,
+      const TokenizerConfig& config, const std::string& model_dir, int64_t micro_batch_size,
+      uint64_t seed, bool is_eval);
   ~BatchStream();
 
   // The micro-batches of the next optimizer step. Wraps to the next epoch; OutOfRange when

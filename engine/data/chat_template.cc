@@ -23,20 +23,22 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 jinja::Value StrftimeNow(const ChatTemplateOptions& o) {
-  return jinja::Value::Func([o](const jinja::ValueList& a, const jinja::KwArgs&) -> absl::StatusOr<jinja::Value> {
-    if (a.size() != 1 || !a[0].is_string())
-      return absl::InvalidArgumentError("strftime_now() expects one format string");
-    std::tm tm{};
-    tm.tm_year = o.year - 1900;
-    tm.tm_mon = o.month - 1;
-    tm.tm_mday = o.day;
-    tm.tm_hour = 12;
-    std::mktime(&tm);  // fills weekday / yearday
-    char buf[256];
-    size_t n = std::strftime(buf, sizeof(buf), a[0].as_string().c_str(), &tm);
-    if (n == 0 && !a[0].as_string().empty()) return absl::InvalidArgumentError("strftime_now(): bad format");
-    return jinja::Value::String(std::string(buf, n));
-  });
+  return jinja::Value::Func(
+      [o](const jinja::ValueList& a, const jinja::KwArgs&) -> absl::StatusOr<jinja::Value> {
+        if (a.size() != 1 || !a[0].is_string())
+          return absl::InvalidArgumentError("strftime_now() expects one format string");
+        std::tm tm{};
+        tm.tm_year = o.year - 1900;
+        tm.tm_mon = o.month - 1;
+        tm.tm_mday = o.day;
+        tm.tm_hour = 12;
+        std::mktime(&tm);  // fills weekday / yearday
+        char buf[256];
+        size_t n = std::strftime(buf, sizeof(buf), a[0].as_string().c_str(), &tm);
+        if (n == 0 && !a[0].as_string().empty())
+          return absl::InvalidArgumentError("strftime_now(): bad format");
+        return jinja::Value::String(std::string(buf, n));
+      });
 }
 
 }  // namespace
@@ -65,25 +67,26 @@ std::string ChatTemplate::Suggestion() {
 }
 
 absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromSource(
-    const std::string& source, const std::string& origin, const nlohmann::ordered_json& special_tokens,
-    ChatTemplateOptions options) {
+    const std::string& source, const std::string& origin,
+    const nlohmann::ordered_json& special_tokens, ChatTemplateOptions options) {
   auto parsed = jinja::Template::Parse(source);
   if (!parsed.ok())
-    return absl::InvalidArgumentError(absl::StrCat("chat template ", origin, " cannot be parsed by sfd: ",
-                                                   parsed.status().message(), "; ", Suggestion()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat template ", origin,
+                     " cannot be parsed by sfd: ", parsed.status().message(), "; ", Suggestion()));
   auto t = std::unique_ptr<ChatTemplate>(new ChatTemplate());
   t->source_ = source;
   t->origin_ = origin;
   t->template_ = std::move(*parsed);
-  jinja::Value ctx = jinja::Value::FromJson(special_tokens.is_object() ? special_tokens : nlohmann::ordered_json::object());
+  jinja::Value ctx = jinja::Value::FromJson(
+      special_tokens.is_object() ? special_tokens : nlohmann::ordered_json::object());
   ctx.mutable_dict().Set("strftime_now", StrftimeNow(options));
   t->base_context_ = ctx;
   return t;
 }
 
-absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::ForModel(const std::string& model_dir,
-                                                                     const std::string& name_or_path,
-                                                                     ChatTemplateOptions options) {
+absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::ForModel(
+    const std::string& model_dir, const std::string& name_or_path, ChatTemplateOptions options) {
   namespace fs = std::filesystem;
   nlohmann::ordered_json tokens = nlohmann::ordered_json::object();
   TokenizerConfig config;
@@ -96,12 +99,13 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::ForModel(const std::
     return cfg.status();
   }
   if (!name_or_path.empty()) {
-    if (auto b = Builtin(name_or_path)) return FromSource(*b, absl::StrCat("built-in '", name_or_path, "'"), tokens, options);
+    if (auto b = Builtin(name_or_path))
+      return FromSource(*b, absl::StrCat("built-in '", name_or_path, "'"), tokens, options);
     std::error_code ec;
     if (!fs::is_regular_file(name_or_path, ec))
-      return absl::InvalidArgumentError(absl::StrCat("data.chat_template '", name_or_path,
-                                                     "' is neither a known template name (",
-                                                     absl::StrJoin(BuiltinNames(), ", "), ") nor a file"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.chat_template '", name_or_path, "' is neither a known template name (",
+                       absl::StrJoin(BuiltinNames(), ", "), ") nor a file"));
     SFD_ASSIGN_OR_RETURN(auto src, ReadFile(name_or_path));
     return FromSource(src, name_or_path, tokens, options);
   }
@@ -112,13 +116,17 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::ForModel(const std::
     return FromSource(src, jinja_path, tokens, options);
   }
   if (!config.chat_template.empty())
-    return FromSource(config.chat_template, absl::StrCat(config_path, " \"chat_template\""), tokens, options);
-  return absl::InvalidArgumentError(absl::StrCat("model ", model_dir,
-                                                 " has no chat template (no chat_template.jinja, no \"chat_template\" in "
-                                                 "tokenizer_config.json); ", Suggestion()));
+    return FromSource(config.chat_template, absl::StrCat(config_path, " \"chat_template\""), tokens,
+                      options);
+  return absl::InvalidArgumentError(
+      absl::StrCat("model ", model_dir,
+                   " has no chat template (no chat_template.jinja, no \"chat_template\" in "
+                   "tokenizer_config.json); ",
+                   Suggestion()));
 }
 
-absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::ordered_json& messages,
+                                                 bool add_generation_prompt,
                                                  const nlohmann::ordered_json& extra) const {
   if (!messages.is_array()) return absl::InvalidArgumentError("messages must be a JSON array");
   auto ctx = std::make_shared<jinja::ValueDict>(base_context_.as_dict());
@@ -126,12 +134,15 @@ absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::ordered_json& m
   ctx->Set("messages", jinja::Value::FromJson(messages));
   ctx->Set("add_generation_prompt", jinja::Value::Bool(add_generation_prompt));
   if (extra.is_object())
-    for (auto it = extra.begin(); it != extra.end(); ++it) ctx->Set(it.key(), jinja::Value::FromJson(it.value()));
+    for (auto it = extra.begin(); it != extra.end(); ++it)
+      ctx->Set(it.key(), jinja::Value::FromJson(it.value()));
   auto out = template_->Render(jinja::Value::Dict(ctx));
   if (!out.ok()) {
-    if (absl::IsFailedPrecondition(out.status())) return out.status();  // raise_exception(): bad conversation
-    return absl::Status(out.status().code(), absl::StrCat("chat template ", origin_, " failed: ",
-                                                          out.status().message(), "; ", Suggestion()));
+    if (absl::IsFailedPrecondition(out.status()))
+      return out.status();  // raise_exception(): bad conversation
+    return absl::Status(out.status().code(),
+                        absl::StrCat("chat template ", origin_, " failed: ", out.status().message(),
+                                     "; ", Suggestion()));
   }
   return out;
 }

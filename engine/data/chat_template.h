@@ -38,7 +38,8 @@ class ChatTemplate {
   // Renders `messages` (a JSON array of {"role", "content", ...}). `extra`: more context
   // variables (e.g. {"enable_thinking": false}); may be null. Errors name the template origin
   // and line:col; a template's raise_exception() comes back as FailedPrecondition.
-  absl::StatusOr<std::string> Render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+  absl::StatusOr<std::string> Render(const nlohmann::ordered_json& messages,
+                                     bool add_generation_prompt,
                                      const nlohmann::ordered_json& extra = nullptr) const;
 
   const std::string& origin() const { return origin_; }

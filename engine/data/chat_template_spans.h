@@ -29,16 +29,15 @@ struct CharSpan {
 };
 
 struct RenderedConversation {
-  std::string text;              // render(messages, add_generation_prompt=False)
-  std::vector<CharSpan> spans;   // one per assistant message with train_turn[i], in order
+  std::string text;             // render(messages, add_generation_prompt=False)
+  std::vector<CharSpan> spans;  // one per assistant message with train_turn[i], in order
 };
 
 // `train_turn[i]`: whether message i's span is wanted (only assistant messages are located).
 // `end_markers`: end-of-turn strings (eos_token, <|im_end|>, ...) after which trailing
 // whitespace is dropped from a span.
-absl::StatusOr<RenderedConversation> RenderWithAssistantSpans(const ChatTemplate& tmpl,
-                                                              const nlohmann::ordered_json& messages,
-                                                              const std::vector<bool>& train_turn,
-                                                              const std::vector<std::string>& end_markers);
+absl::StatusOr<RenderedConversation> RenderWithAssistantSpans(
+    const ChatTemplate& tmpl, const nlohmann::ordered_json& messages,
+    const std::vector<bool>& train_turn, const std::vector<std::string>& end_markers);
 
 }  // namespace sfd

@@ -1,10 +1,11 @@
 #include "engine/data/dataset_cache.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -23,7 +24,9 @@ absl::StatusOr<std::unique_ptr<DocumentCache>> DocumentCache::Create(const std::
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int fd = ::mkstemp(name.data());
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create token cache in ", d, ": ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::UnavailableError(
+        absl::StrCat("cannot create token cache in ", d, ": ", std::strerror(errno)));
   ::unlink(name.data());
   auto c = std::unique_ptr<DocumentCache>(new DocumentCache());
   c->fd_ = fd;
@@ -57,7 +60,8 @@ absl::Status DocumentCache::Flush() {
     ssize_t n = ::pwrite(fd_, p, left, off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::UnavailableError(absl::StrCat("writing the token cache failed: ", std::strerror(errno)));
+      return absl::UnavailableError(
+          absl::StrCat("writing the token cache failed: ", std::strerror(errno)));
     }
     p += n;
     off += n;
@@ -69,9 +73,11 @@ absl::Status DocumentCache::Flush() {
 }
 
 absl::StatusOr<Document> DocumentCache::Read(int64_t index) const {
-  if (index < 0 || index >= size()) return absl::OutOfRangeError(absl::StrCat("document ", index, " not in cache"));
+  if (index < 0 || index >= size())
+    return absl::OutOfRangeError(absl::StrCat("document ", index, " not in cache"));
   const int64_t n = lengths_[index];
-  if (offsets_[index] + n > flushed_) return absl::FailedPreconditionError("token cache read before Flush()");
+  if (offsets_[index] + n > flushed_)
+    return absl::FailedPreconditionError("token cache read before Flush()");
   std::vector<uint32_t> raw(static_cast<size_t>(n));
   char* p = reinterpret_cast<char*>(raw.data());
   size_t left = raw.size() * sizeof(uint32_t);
@@ -79,7 +85,9 @@ absl::StatusOr<Document> DocumentCache::Read(int64_t index) const {
   while (left > 0) {
     ssize_t r = ::pread(fd_, p, left, off);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return absl::DataLossError(absl::StrCat("reading the token cache failed: ", r < 0 ? std::strerror(errno) : "short read"));
+    if (r <= 0)
+      return absl::DataLossError(absl::StrCat("reading the token cache failed: ",
+                                              r < 0 ? std::strerror(errno) : "short read"));
     p += r;
     off += r;
     left -= static_cast<size_t>(r);

@@ -11,12 +11,14 @@ namespace sfd {
 std::string AlpacaPrompt(const std::string& instruction, const std::string& input) {
   if (input.empty()) {
     return absl::StrCat(
-        "Below is an instruction that describes a task. Write a response that appropriately completes the "
+        "Below is an instruction that describes a task. Write a response that appropriately "
+        "completes the "
         "request.\n\n### Instruction:\n",
         instruction, "\n\n### Response:\n");
   }
   return absl::StrCat(
-      "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+      "Below is an instruction that describes a task, paired with an input that provides further "
+      "context. Write a "
       "response that appropriately completes the request.\n\n### Instruction:\n",
       instruction, "\n\n### Input:\n", input, "\n\n### Response:\n");
 }
@@ -28,8 +30,8 @@ DatasetEncoder::DatasetEncoder(const Tokenizer* tokenizer, const ChatTemplate* c
     eos_id_ = tok_->TokenToId(*eos);
     end_markers_.push_back(*eos);
   }
-  for (const char* m : {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "</s>",
-                        "<|endoftext|>", "<|end_of_text|>"})
+  for (const char* m : {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>",
+                        "</s>", "<|endoftext|>", "<|end_of_text|>"})
     end_markers_.push_back(m);
 }
 
@@ -41,8 +43,8 @@ void DatasetEncoder::Truncate(Document* d) const {
   }
 }
 
-absl::StatusOr<Document> DatasetEncoder::EncodePromptCompletion(const std::string& prompt,
-                                                                const std::string& completion) const {
+absl::StatusOr<Document> DatasetEncoder::EncodePromptCompletion(
+    const std::string& prompt, const std::string& completion) const {
   SFD_ASSIGN_OR_RETURN(auto p, tok_->Encode(prompt, /*add_special_tokens=*/true));
   SFD_ASSIGN_OR_RETURN(auto c, tok_->Encode(completion, /*add_special_tokens=*/false));
   if (eos_id_ && (c.empty() || c.back() != *eos_id_)) c.push_back(*eos_id_);
@@ -54,8 +56,8 @@ absl::StatusOr<Document> DatasetEncoder::EncodePromptCompletion(const std::strin
   return d;
 }
 
-absl::StatusOr<Document> DatasetEncoder::EncodeWithSpans(const std::string& text,
-                                                         const std::vector<std::pair<size_t, size_t>>& spans) const {
+absl::StatusOr<Document> DatasetEncoder::EncodeWithSpans(
+    const std::string& text, const std::vector<std::pair<size_t, size_t>>& spans) const {
   Document d;
   SFD_ASSIGN_OR_RETURN(d.ids, tok_->Encode(text, /*add_special_tokens=*/false));
   d.trained.assign(d.ids.size(), 0);
@@ -67,17 +69,27 @@ absl::StatusOr<Document> DatasetEncoder::EncodeWithSpans(const std::string& text
   for (const auto& s : spans) {
     if (s.first < pos || s.second < s.first || s.second > text.size())
       return absl::InternalError("assistant spans out of order");
-    if (s.first > pos) { cuts.push_back(s.first); inside.push_back(0); }
-    if (s.second > s.first) { cuts.push_back(s.second); inside.push_back(1); }
+    if (s.first > pos) {
+      cuts.push_back(s.first);
+      inside.push_back(0);
+    }
+    if (s.second > s.first) {
+      cuts.push_back(s.second);
+      inside.push_back(1);
+    }
     pos = s.second;
   }
-  if (pos < text.size()) { cuts.push_back(text.size()); inside.push_back(0); }
+  if (pos < text.size()) {
+    cuts.push_back(text.size());
+    inside.push_back(0);
+  }
   // Method 1: tokenize pieces separately; exact when they concatenate to the whole.
   std::vector<int32_t> concat;
   std::vector<uint8_t> flags;
   size_t prev = 0;
   for (size_t k = 0; k < cuts.size(); ++k) {
-    SFD_ASSIGN_OR_RETURN(auto ids, tok_->Encode(std::string_view(text).substr(prev, cuts[k] - prev), false));
+    SFD_ASSIGN_OR_RETURN(auto ids,
+                         tok_->Encode(std::string_view(text).substr(prev, cuts[k] - prev), false));
     concat.insert(concat.end(), ids.begin(), ids.end());
     flags.insert(flags.end(), ids.size(), inside[k]);
     prev = cuts[k];
@@ -117,7 +129,8 @@ absl::StatusOr<Document> DatasetEncoder::Encode(const Sample& s) const {
       break;
     }
     case DatasetFormat::kAlpaca: {
-      SFD_ASSIGN_OR_RETURN(d, EncodePromptCompletion(AlpacaPrompt(s.instruction, s.input), s.output));
+      SFD_ASSIGN_OR_RETURN(d,
+                           EncodePromptCompletion(AlpacaPrompt(s.instruction, s.input), s.output));
       break;
     }
     case DatasetFormat::kMessages: {
@@ -128,7 +141,8 @@ absl::StatusOr<Document> DatasetEncoder::Encode(const Sample& s) const {
         d.trained.assign(d.ids.size(), 1);
         break;
       }
-      SFD_ASSIGN_OR_RETURN(auto rc, RenderWithAssistantSpans(*tmpl_, s.messages, s.message_weights, end_markers_));
+      SFD_ASSIGN_OR_RETURN(
+          auto rc, RenderWithAssistantSpans(*tmpl_, s.messages, s.message_weights, end_markers_));
       std::vector<std::pair<size_t, size_t>> spans;
       for (const auto& sp : rc.spans) spans.emplace_back(sp.begin, sp.end);
       SFD_ASSIGN_OR_RETURN(d, EncodeWithSpans(rc.text, spans));

@@ -48,19 +48,21 @@ class DatasetEncoder {
  public:
   // `chat_template` may be null (then a messages sample is an error). Pointers must outlive
   // the encoder.
-  DatasetEncoder(const Tokenizer* tokenizer, const ChatTemplate* chat_template, const TokenizerConfig& config,
-                 TrainOn train_on, int64_t max_seq_len);
+  DatasetEncoder(const Tokenizer* tokenizer, const ChatTemplate* chat_template,
+                 const TokenizerConfig& config, TrainOn train_on, int64_t max_seq_len);
 
   absl::StatusOr<Document> Encode(const Sample& sample) const;
 
   // For the messages path (exposed for tests): ids of `text` and the trained flags of the
   // char spans.
-  absl::StatusOr<Document> EncodeWithSpans(const std::string& text, const std::vector<std::pair<size_t, size_t>>& spans) const;
+  absl::StatusOr<Document> EncodeWithSpans(
+      const std::string& text, const std::vector<std::pair<size_t, size_t>>& spans) const;
 
   std::optional<int32_t> eos_id() const { return eos_id_; }
 
  private:
-  absl::StatusOr<Document> EncodePromptCompletion(const std::string& prompt, const std::string& completion) const;
+  absl::StatusOr<Document> EncodePromptCompletion(const std::string& prompt,
+                                                  const std::string& completion) const;
   void Truncate(Document* d) const;
 
   const Tokenizer* tok_;

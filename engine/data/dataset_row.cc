@@ -24,7 +24,8 @@ struct ErrorCapture : nlohmann::json_sax<json> {
   bool end_object() override { return true; }
   bool start_array(std::size_t) override { return true; }
   bool end_array() override { return true; }
-  bool parse_error(std::size_t position, const std::string& last_token, const nlohmann::detail::exception& ex) override {
+  bool parse_error(std::size_t position, const std::string& last_token,
+                   const nlohmann::detail::exception& ex) override {
     std::string what = ex.what();
     // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."
     size_t colon = what.find("] ");
@@ -51,36 +52,44 @@ bool DeeperThan(const json& root, int limit) {
 }
 constexpr int kMaxNesting = 64;
 
-absl::Status RequireString(const json& row, const char* key, std::string* out, bool optional = false) {
+absl::Status RequireString(const json& row, const char* key, std::string* out,
+                           bool optional = false) {
   auto it = row.find(key);
   if (it == row.end() || it->is_null()) {
     if (optional) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat("missing \"", key, "\""));
   }
   if (!it->is_string())
-    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be a string, got ", TypeName(*it)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", key, "\" must be a string, got ", TypeName(*it)));
   *out = it->get<std::string>();
   return absl::OkStatus();
 }
 
 absl::Status ParseMessages(const json& row, Sample* s) {
   const json& msgs = row["messages"];
-  if (!msgs.is_array()) return absl::InvalidArgumentError(absl::StrCat("\"messages\" must be a list, got ", TypeName(msgs)));
+  if (!msgs.is_array())
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"messages\" must be a list, got ", TypeName(msgs)));
   if (msgs.empty()) return absl::InvalidArgumentError("\"messages\" is empty");
   s->messages = json::array();
   for (size_t i = 0; i < msgs.size(); ++i) {
     const json& m = msgs[i];
     std::string where = absl::StrCat("messages[", i, "]");
-    if (!m.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, " must be an object, got ", TypeName(m)));
+    if (!m.is_object())
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, " must be an object, got ", TypeName(m)));
     auto role = m.find("role");
     if (role == m.end() || !role->is_string() || role->get<std::string>().empty())
       return absl::InvalidArgumentError(absl::StrCat(where, " needs a non-empty string \"role\""));
     auto content = m.find("content");
     bool has_tool_calls = m.contains("tool_calls") && !m["tool_calls"].is_null();
     if (content == m.end() || content->is_null()) {
-      if (!has_tool_calls) return absl::InvalidArgumentError(absl::StrCat(where, " has no \"content\""));
+      if (!has_tool_calls)
+        return absl::InvalidArgumentError(absl::StrCat(where, " has no \"content\""));
     } else if (!content->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ".content must be a string, got ", TypeName(*content)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".content must be a string, got ", TypeName(*content)));
     }
     bool weight = true;
     json clean = json::object();
@@ -91,16 +100,22 @@ absl::Status ParseMessages(const json& row, Sample* s) {
       }
       const json& w = it.value();
       if (w.is_number_integer() || w.is_number_unsigned()) {
-        int64_t v = w.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(w.get<uint64_t>(), 2)) : w.get<int64_t>();
-        if (v != 0 && v != 1) return absl::InvalidArgumentError(absl::StrCat(where, ".weight must be 0 or 1, got ", w.dump()));
+        int64_t v = w.is_number_unsigned()
+                        ? static_cast<int64_t>(std::min<uint64_t>(w.get<uint64_t>(), 2))
+                        : w.get<int64_t>();
+        if (v != 0 && v != 1)
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ".weight must be 0 or 1, got ", w.dump()));
         weight = v == 1;
       } else if (w.is_number_float() && (w.get<double>() == 0.0 || w.get<double>() == 1.0)) {
         weight = w.get<double>() == 1.0;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(where, ".weight must be 0 or 1, got ", w.dump()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".weight must be 0 or 1, got ", w.dump()));
       }
       if (role->get<std::string>() != "assistant")
-        return absl::InvalidArgumentError(absl::StrCat(where, ".weight is only allowed on assistant messages"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".weight is only allowed on assistant messages"));
     }
     s->messages.push_back(std::move(clean));
     s->message_weights.push_back(weight);
@@ -112,44 +127,60 @@ absl::Status ParseMessages(const json& row, Sample* s) {
 
 const char* DatasetFormatName(DatasetFormat f) {
   switch (f) {
-    case DatasetFormat::kAuto: return "auto";
-    case DatasetFormat::kText: return "text";
-    case DatasetFormat::kCompletion: return "prompt/completion";
-    case DatasetFormat::kAlpaca: return "alpaca";
-    case DatasetFormat::kMessages: return "messages";
+    case DatasetFormat::kAuto:
+      return "auto";
+    case DatasetFormat::kText:
+      return "text";
+    case DatasetFormat::kCompletion:
+      return "prompt/completion";
+    case DatasetFormat::kAlpaca:
+      return "alpaca";
+    case DatasetFormat::kMessages:
+      return "messages";
   }
   return "?";
 }
 
 absl::StatusOr<DatasetFormat> DetectFormat(const json& row) {
-  if (!row.is_object()) return absl::InvalidArgumentError(absl::StrCat("a row must be a JSON object, got ", TypeName(row)));
+  if (!row.is_object())
+    return absl::InvalidArgumentError(
+        absl::StrCat("a row must be a JSON object, got ", TypeName(row)));
   std::vector<std::string> matches;
   std::vector<DatasetFormat> formats;
   auto has = [&](const char* k) { return row.contains(k); };
-  if (has("messages")) { matches.push_back("\"messages\""); formats.push_back(DatasetFormat::kMessages); }
-  if (has("text")) { matches.push_back("\"text\""); formats.push_back(DatasetFormat::kText); }
+  if (has("messages")) {
+    matches.push_back("\"messages\"");
+    formats.push_back(DatasetFormat::kMessages);
+  }
+  if (has("text")) {
+    matches.push_back("\"text\"");
+    formats.push_back(DatasetFormat::kText);
+  }
   if (has("prompt") || has("completion")) {
     if (!has("prompt") || !has("completion"))
-      return absl::InvalidArgumentError(absl::StrCat("has \"", has("prompt") ? "prompt" : "completion", "\" but no \"",
-                                                     has("prompt") ? "completion" : "prompt", "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("has \"", has("prompt") ? "prompt" : "completion", "\" but no \"",
+                       has("prompt") ? "completion" : "prompt", "\""));
     matches.push_back("\"prompt\"/\"completion\"");
     formats.push_back(DatasetFormat::kCompletion);
   }
   if (has("instruction") || has("output")) {
     if (!has("instruction") || !has("output"))
-      return absl::InvalidArgumentError(absl::StrCat("has \"", has("instruction") ? "instruction" : "output",
-                                                     "\" but no \"", has("instruction") ? "output" : "instruction",
-                                                     "\" (alpaca format needs both)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "has \"", has("instruction") ? "instruction" : "output", "\" but no \"",
+          has("instruction") ? "output" : "instruction", "\" (alpaca format needs both)"));
     matches.push_back("\"instruction\"/\"output\"");
     formats.push_back(DatasetFormat::kAlpaca);
   }
   if (formats.empty())
     return absl::InvalidArgumentError(
-        "no known format: expected \"text\", \"prompt\"+\"completion\", \"instruction\"+\"output\" (alpaca) or "
+        "no known format: expected \"text\", \"prompt\"+\"completion\", \"instruction\"+\"output\" "
+        "(alpaca) or "
         "\"messages\"");
   if (formats.size() > 1)
-    return absl::InvalidArgumentError(absl::StrCat("ambiguous format: keys ", absl::StrJoin(matches, " and "),
-                                                   " match different formats; keep one (or set data.format)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ambiguous format: keys ", absl::StrJoin(matches, " and "),
+                     " match different formats; keep one (or set data.format)"));
   return formats[0];
 }
 
@@ -157,21 +188,27 @@ absl::StatusOr<Sample> ParseRow(std::string_view line, DatasetFormat expected) {
   json row = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (row.is_discarded()) {
     ErrorCapture cap;
-    json::sax_parse(line.begin(), line.end(), &cap, nlohmann::detail::input_format_t::json, /*strict=*/true);
-    return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", cap.message.empty() ? "parse error" : cap.message));
+    json::sax_parse(line.begin(), line.end(), &cap, nlohmann::detail::input_format_t::json,
+                    /*strict=*/true);
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid JSON: ", cap.message.empty() ? "parse error" : cap.message));
   }
   if (DeeperThan(row, kMaxNesting))
-    return absl::InvalidArgumentError(absl::StrCat("JSON nested deeper than ", kMaxNesting, " levels"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("JSON nested deeper than ", kMaxNesting, " levels"));
   Sample s;
   if (expected == DatasetFormat::kAuto) {
     SFD_ASSIGN_OR_RETURN(s.format, DetectFormat(row));
   } else {
-    if (!row.is_object()) return absl::InvalidArgumentError(absl::StrCat("a row must be a JSON object, got ", TypeName(row)));
+    if (!row.is_object())
+      return absl::InvalidArgumentError(
+          absl::StrCat("a row must be a JSON object, got ", TypeName(row)));
     s.format = expected;
     auto detected = DetectFormat(row);
     if (detected.ok() && *detected != expected)
-      return absl::InvalidArgumentError(absl::StrCat("row is in ", DatasetFormatName(*detected), " format but the dataset is ",
-                                                     DatasetFormatName(expected), " (from data.format or its first row)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("row is in ", DatasetFormatName(*detected), " format but the dataset is ",
+                       DatasetFormatName(expected), " (from data.format or its first row)"));
   }
   switch (s.format) {
     case DatasetFormat::kText:

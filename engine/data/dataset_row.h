@@ -22,8 +22,8 @@ namespace sfd {
 
 struct Sample {
   DatasetFormat format = DatasetFormat::kAuto;
-  std::string text;                  // kText
-  std::string prompt, completion;    // kCompletion; kAlpaca: instruction/input/output below
+  std::string text;                        // kText
+  std::string prompt, completion;          // kCompletion; kAlpaca: instruction/input/output below
   std::string instruction, input, output;  // kAlpaca
   // kMessages: the messages without "weight" keys (as the template sees them), and per
   // message whether its loss counts (weight 1, the default).

@@ -59,7 +59,10 @@ std::string Lower(std::string s) {
   for (auto& c : s) c = AsciiLower(c);
   return s;
 }
-bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (static_cast<unsigned char>(c) >= 0x80); }
+bool IsAlpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (static_cast<unsigned char>(c) >= 0x80);
+}
 
 // Python str.strip/lstrip/rstrip with chars=None (whitespace) or a set of code points.
 std::string Strip(const std::string& s, const Value& chars, bool left, bool right) {
@@ -115,14 +118,18 @@ absl::StatusOr<Value> Split(const std::string& s, const Value& sep, int64_t maxs
   return Value::List(std::move(out));
 }
 
-std::string Replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+std::string Replace(const std::string& s, const std::string& from, const std::string& to,
+                    int64_t count) {
   std::string out;
   if (from.empty()) {
     // Python inserts `to` between code points (and at both ends).
     auto offs = Utf8Offsets(s);
     int64_t n = 0;
     for (size_t i = 0; i + 1 < offs.size(); ++i) {
-      if (count < 0 || n < count) { out += to; ++n; }
+      if (count < 0 || n < count) {
+        out += to;
+        ++n;
+      }
       out.append(s, offs[i], offs[i + 1] - offs[i]);
     }
     if (count < 0 || n < count) out += to;
@@ -170,11 +177,16 @@ Value Arg(const ValueList& args, size_t i, const KwArgs& kw, const char* name) {
 
 absl::StatusOr<Value> Length(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kString: return Value::Int(Utf8Length(v.as_string()));
-    case Value::Kind::kList: return Value::Int(static_cast<int64_t>(v.as_list().size()));
-    case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(v.as_dict().items.size()));
-    case Value::Kind::kUndefined: return Value::Int(0);
-    default: return Bad(absl::StrCat("object of type '", v.TypeName(), "' has no len()"));
+    case Value::Kind::kString:
+      return Value::Int(Utf8Length(v.as_string()));
+    case Value::Kind::kList:
+      return Value::Int(static_cast<int64_t>(v.as_list().size()));
+    case Value::Kind::kDict:
+      return Value::Int(static_cast<int64_t>(v.as_dict().items.size()));
+    case Value::Kind::kUndefined:
+      return Value::Int(0);
+    default:
+      return Bad(absl::StrCat("object of type '", v.TypeName(), "' has no len()"));
   }
 }
 
@@ -184,20 +196,24 @@ absl::StatusOr<Value> AttrPath(const Value& v, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
-    SFD_ASSIGN_OR_RETURN(cur, GetItem(cur, numeric ? Value::Int(std::stoll(part)) : Value::String(part)));
+    SFD_ASSIGN_OR_RETURN(
+        cur, GetItem(cur, numeric ? Value::Int(std::stoll(part)) : Value::String(part)));
     if (dot == std::string::npos) return cur;
     start = dot + 1;
   }
 }
 
-absl::StatusOr<Value> SelectReject(const Value& v, const ValueList& args, bool by_attr, bool select) {
+absl::StatusOr<Value> SelectReject(const Value& v, const ValueList& args, bool by_attr,
+                                   bool select) {
   SFD_ASSIGN_OR_RETURN(auto items, Iterate(v));
   size_t ai = 0;
   std::string attr;
   if (by_attr) {
-    if (args.empty() || !args[0].is_string()) return Bad("selectattr/rejectattr: expected an attribute name");
+    if (args.empty() || !args[0].is_string())
+      return Bad("selectattr/rejectattr: expected an attribute name");
     attr = args[0].as_string();
     ai = 1;
   }
@@ -220,7 +236,8 @@ absl::StatusOr<Value> SelectReject(const Value& v, const ValueList& args, bool b
   return Value::List(std::move(out));
 }
 
-absl::StatusOr<Value> StrMethod(const std::string& s, const std::string& name, const ValueList& a, const KwArgs& kw) {
+absl::StatusOr<Value> StrMethod(const std::string& s, const std::string& name, const ValueList& a,
+                                const KwArgs& kw) {
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     return Value::String(Strip(s, Arg(a, 0, kw, "chars"), name != "rstrip", name != "lstrip"));
   }
@@ -234,8 +251,9 @@ absl::StatusOr<Value> StrMethod(const std::string& s, const std::string& name, c
     for (const auto& c : cands) {
       if (!c.is_string()) return Bad(absl::StrCat(name, "(): argument must be str"));
       const std::string& x = c.as_string();
-      bool hit = name == "startswith" ? s.compare(0, x.size(), x) == 0
-                                      : (s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0);
+      bool hit = name == "startswith"
+                     ? s.compare(0, x.size(), x) == 0
+                     : (s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0);
       if (hit) return Value::Bool(true);
     }
     return Value::Bool(false);
@@ -250,7 +268,8 @@ absl::StatusOr<Value> StrMethod(const std::string& s, const std::string& name, c
   }
   if (name == "replace") {
     Value c = Arg(a, 2, kw, "count");
-    return Value::String(Replace(s, Arg(a, 0, kw, "old").Str(), Arg(a, 1, kw, "new").Str(), c.is_int() ? c.as_int() : -1));
+    return Value::String(Replace(s, Arg(a, 0, kw, "old").Str(), Arg(a, 1, kw, "new").Str(),
+                                 c.is_int() ? c.as_int() : -1));
   }
   if (name == "find" || name == "rfind" || name == "count" || name == "index") {
     std::string sub = Arg(a, 0, kw, "sub").Str();
@@ -292,10 +311,11 @@ absl::StatusOr<Value> StrMethod(const std::string& s, const std::string& name, c
   if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum") {
     if (s.empty()) return Value::Bool(false);
     for (uint32_t cp : Decode(s)) {
-      bool ok = name == "isdigit" ? (cp >= '0' && cp <= '9')
-              : name == "isspace" ? IsPyWhitespace(cp)
-              : name == "isalpha" ? ((cp | 32) >= 'a' && (cp | 32) <= 'z')
-                                  : (((cp | 32) >= 'a' && (cp | 32) <= 'z') || (cp >= '0' && cp <= '9'));
+      bool ok = name == "isdigit"   ? (cp >= '0' && cp <= '9')
+                : name == "isspace" ? IsPyWhitespace(cp)
+                : name == "isalpha"
+                    ? ((cp | 32) >= 'a' && (cp | 32) <= 'z')
+                    : (((cp | 32) >= 'a' && (cp | 32) <= 'z') || (cp >= '0' && cp <= '9'));
       if (!ok) return Value::Bool(false);
     }
     return Value::Bool(true);
@@ -304,15 +324,17 @@ absl::StatusOr<Value> StrMethod(const std::string& s, const std::string& name, c
 }
 
 bool IsStrMethod(const std::string& n) {
-  static const char* kNames[] = {"strip", "lstrip", "rstrip", "split", "startswith", "endswith", "upper",
-                                 "lower", "title", "capitalize", "replace", "find", "rfind", "count",
-                                 "index", "join", "splitlines", "isdigit", "isalpha", "isspace", "isalnum"};
+  static const char* kNames[] = {
+      "strip", "lstrip", "rstrip",     "split",   "startswith", "endswith", "upper",
+      "lower", "title",  "capitalize", "replace", "find",       "rfind",    "count",
+      "index", "join",   "splitlines", "isdigit", "isalpha",    "isspace",  "isalnum"};
   for (const char* k : kNames)
     if (n == k) return true;
   return false;
 }
 
-absl::StatusOr<Value> DictMethod(const Value& d, const std::string& name, const ValueList& a, const KwArgs& kw) {
+absl::StatusOr<Value> DictMethod(const Value& d, const std::string& name, const ValueList& a,
+                                 const KwArgs& kw) {
   const auto& items = d.as_dict().items;
   if (name == "items") {
     ValueList out;
@@ -343,8 +365,10 @@ absl::StatusOr<Value> DictMethod(const Value& d, const std::string& name, const 
 
 absl::StatusOr<ValueList> Iterate(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kList: return v.as_list();
-    case Value::Kind::kUndefined: return ValueList{};
+    case Value::Kind::kList:
+      return v.as_list();
+    case Value::Kind::kUndefined:
+      return ValueList{};
     case Value::Kind::kDict: {
       ValueList out;
       for (const auto& kv : v.as_dict().items) out.push_back(Value::String(kv.first));
@@ -357,13 +381,15 @@ absl::StatusOr<ValueList> Iterate(const Value& v) {
         out.push_back(Value::String(v.as_string().substr(offs[i], offs[i + 1] - offs[i])));
       return out;
     }
-    default: return Bad(absl::StrCat("'", v.TypeName(), "' object is not iterable"));
+    default:
+      return Bad(absl::StrCat("'", v.TypeName(), "' object is not iterable"));
   }
 }
 
 absl::StatusOr<bool> Contains(const Value& h, const Value& n) {
   if (h.is_string()) {
-    if (!n.is_string()) return Bad(absl::StrCat("'in <string>' requires string as left operand, not ", n.TypeName()));
+    if (!n.is_string())
+      return Bad(absl::StrCat("'in <string>' requires string as left operand, not ", n.TypeName()));
     return h.as_string().find(n.as_string()) != std::string::npos;
   }
   if (h.is_dict()) return n.is_string() && h.as_dict().Find(n.as_string()) != nullptr;
@@ -378,7 +404,8 @@ absl::StatusOr<bool> Contains(const Value& h, const Value& n) {
 
 absl::StatusOr<bool> LessThan(const Value& a, const Value& b) {
   if ((a.is_number() || a.is_bool()) && (b.is_number() || b.is_bool())) {
-    double x = a.is_bool() ? a.as_bool() : a.as_double(), y = b.is_bool() ? b.as_bool() : b.as_double();
+    double x = a.is_bool() ? a.as_bool() : a.as_double(),
+           y = b.is_bool() ? b.as_bool() : b.as_double();
     if (a.is_int() && b.is_int()) return a.as_int() < b.as_int();
     return x < y;
   }
@@ -391,7 +418,8 @@ absl::StatusOr<bool> LessThan(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  return Bad(absl::StrCat("'<' not supported between instances of '", a.TypeName(), "' and '", b.TypeName(), "'"));
+  return Bad(absl::StrCat("'<' not supported between instances of '", a.TypeName(), "' and '",
+                          b.TypeName(), "'"));
 }
 
 absl::StatusOr<Value> GetItem(const Value& obj, const Value& key) {
@@ -430,12 +458,15 @@ absl::StatusOr<Value> GetAttr(const Value& obj, const std::string& name) {
   if (obj.is_string()) {
     if (!IsStrMethod(name)) return Value();
     std::string s = obj.as_string();
-    return Value::Func([s, name](const ValueList& a, const KwArgs& kw) { return StrMethod(s, name, a, kw); });
+    return Value::Func(
+        [s, name](const ValueList& a, const KwArgs& kw) { return StrMethod(s, name, a, kw); });
   }
   if (obj.is_dict()) {
-    if (!obj.as_dict().is_namespace && (name == "items" || name == "keys" || name == "values" || name == "get")) {
+    if (!obj.as_dict().is_namespace &&
+        (name == "items" || name == "keys" || name == "values" || name == "get")) {
       Value d = obj;
-      return Value::Func([d, name](const ValueList& a, const KwArgs& kw) { return DictMethod(d, name, a, kw); });
+      return Value::Func(
+          [d, name](const ValueList& a, const KwArgs& kw) { return DictMethod(d, name, a, kw); });
     }
     if (const Value* v = obj.as_dict().Find(name)) return *v;
     return Value();
@@ -445,8 +476,10 @@ absl::StatusOr<Value> GetAttr(const Value& obj, const std::string& name) {
   return Value();
 }
 
-absl::StatusOr<Value> GetSlice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
-  if (!obj.is_list() && !obj.is_string()) return Bad(absl::StrCat("'", obj.TypeName(), "' object is not subscriptable"));
+absl::StatusOr<Value> GetSlice(const Value& obj, const Value& start, const Value& stop,
+                               const Value& step) {
+  if (!obj.is_list() && !obj.is_string())
+    return Bad(absl::StrCat("'", obj.TypeName(), "' object is not subscriptable"));
   auto idx = [](const Value& v, int64_t* out) -> absl::Status {
     if (v.is_undefined() || v.is_none()) return absl::NotFoundError("");
     if (!v.is_int()) return Bad("slice indices must be integers or None");
@@ -466,15 +499,19 @@ absl::StatusOr<Value> GetSlice(const Value& obj, const Value& start, const Value
   if (!s.ok() && !absl::IsNotFound(s)) return s;
   if (st == 0) return Bad("slice step cannot be zero");
   s = idx(start, &b);
-  if (absl::IsNotFound(s)) b = st > 0 ? 0 : n - 1;
-  else if (!s.ok()) return s;
+  if (absl::IsNotFound(s))
+    b = st > 0 ? 0 : n - 1;
+  else if (!s.ok())
+    return s;
   else {
     if (b < 0) b += n;
     b = st > 0 ? std::clamp<int64_t>(b, 0, n) : std::clamp<int64_t>(b, -1, n - 1);
   }
   s = idx(stop, &e);
-  if (absl::IsNotFound(s)) e = st > 0 ? n : -1;
-  else if (!s.ok()) return s;
+  if (absl::IsNotFound(s))
+    e = st > 0 ? n : -1;
+  else if (!s.ok())
+    return s;
   else {
     if (e < 0) e += n;
     e = st > 0 ? std::clamp<int64_t>(e, 0, n) : std::clamp<int64_t>(e, -1, n - 1);
@@ -553,9 +590,11 @@ absl::StatusOr<bool> ApplyTest(const std::string& name, const Value& v, const Va
   return Bad(absl::StrCat("unknown test '", name, "'"));
 }
 
-absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const ValueList& a, const KwArgs& kw) {
+absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const ValueList& a,
+                                  const KwArgs& kw) {
   auto need_str = [&]() -> absl::Status {
-    if (!v.is_string()) return Bad(absl::StrCat("filter '", name, "' expects a string, got ", v.TypeName()));
+    if (!v.is_string())
+      return Bad(absl::StrCat("filter '", name, "' expects a string, got ", v.TypeName()));
     return absl::OkStatus();
   };
   if (name == "length" || name == "count") return Length(v);
@@ -573,12 +612,23 @@ absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const
     std::string out;
     for (char c : v.Str()) {
       switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&#34;"; break;
-        case '\'': out += "&#39;"; break;
-        default: out += c;
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&#34;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
+        default:
+          out += c;
       }
     }
     return Value::String(out);
@@ -593,12 +643,14 @@ absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const
   if (name == "tojson") {
     Value ind = Arg(a, 0, kw, "indent");
     bool sort_keys = Arg(a, 3, kw, "sort_keys").Truthy();
-    SFD_ASSIGN_OR_RETURN(auto s, v.ToJson(ind.is_int() ? static_cast<int>(ind.as_int()) : -1, sort_keys));
+    SFD_ASSIGN_OR_RETURN(auto s,
+                         v.ToJson(ind.is_int() ? static_cast<int>(ind.as_int()) : -1, sort_keys));
     return Value::String(s);
   }
   if (name == "items") {
     if (v.is_undefined()) return Value::List({});
-    if (!v.is_dict()) return Bad(absl::StrCat("filter 'items' expects a mapping, got ", v.TypeName()));
+    if (!v.is_dict())
+      return Bad(absl::StrCat("filter 'items' expects a mapping, got ", v.TypeName()));
     return DictMethod(v, "items", {}, {});
   }
   if (name == "list") {
@@ -634,9 +686,11 @@ absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const
   if (name == "replace") {
     SFD_RETURN_IF_ERROR(need_str());
     Value c = Arg(a, 2, kw, "count");
-    return Value::String(Replace(v.as_string(), Arg(a, 0, kw, "old").Str(), Arg(a, 1, kw, "new").Str(), c.is_int() ? c.as_int() : -1));
+    return Value::String(Replace(v.as_string(), Arg(a, 0, kw, "old").Str(),
+                                 Arg(a, 1, kw, "new").Str(), c.is_int() ? c.as_int() : -1));
   }
-  if (name == "selectattr" || name == "rejectattr") return SelectReject(v, a, true, name == "selectattr");
+  if (name == "selectattr" || name == "rejectattr")
+    return SelectReject(v, a, true, name == "selectattr");
   if (name == "select" || name == "reject") return SelectReject(v, a, false, name == "select");
   if (name == "map") {
     SFD_ASSIGN_OR_RETURN(auto items, Iterate(v));
@@ -683,7 +737,8 @@ absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const
     std::vector<Value> keys;
     for (auto& x : items) {
       Value k = x;
-      if (name == "dictsort") k = x.as_list()[0];
+      if (name == "dictsort")
+        k = x.as_list()[0];
       else if (attr.is_string()) {
         auto r = AttrPath(x, attr.as_string());
         if (!r.ok()) return r.status();
@@ -696,7 +751,10 @@ absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
       auto r = reverse ? LessThan(keys[y], keys[x]) : LessThan(keys[x], keys[y]);
-      if (!r.ok()) { err = r.status(); return false; }
+      if (!r.ok()) {
+        err = r.status();
+        return false;
+      }
       return *r;
     });
     if (!err.ok()) return err;
@@ -785,49 +843,51 @@ absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const
 
 void AddGlobals(ValueDict* g) {
   g->Set("range", Value::Func([](const ValueList& a, const KwArgs&) -> absl::StatusOr<Value> {
-    int64_t start = 0, stop = 0, step = 1;
-    for (const auto& x : a)
-      if (!x.is_int()) return Bad("range() arguments must be integers");
-    if (a.size() == 1) {
-      stop = a[0].as_int();
-    } else if (a.size() == 2 || a.size() == 3) {
-      start = a[0].as_int();
-      stop = a[1].as_int();
-      if (a.size() == 3) step = a[2].as_int();
-    } else {
-      return Bad("range() expects 1 to 3 arguments");
-    }
-    if (step == 0) return Bad("range() step must not be zero");
-    ValueList out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-      if (out.size() >= 100000) return Bad("range() too big (more than 100000 items)");
-      out.push_back(Value::Int(i));
-    }
-    return Value::List(std::move(out));
-  }));
-  g->Set("namespace", Value::Func([](const ValueList& a, const KwArgs& kw) -> absl::StatusOr<Value> {
-    auto d = std::make_shared<ValueDict>();
-    d->is_namespace = true;
-    for (const auto& x : a) {
-      if (!x.is_dict()) return Bad("namespace() positional argument must be a mapping");
-      for (const auto& kv : x.as_dict().items) d->Set(kv.first, kv.second);
-    }
-    for (const auto& kv : kw) d->Set(kv.first, kv.second);
-    return Value::Dict(d);
-  }));
+           int64_t start = 0, stop = 0, step = 1;
+           for (const auto& x : a)
+             if (!x.is_int()) return Bad("range() arguments must be integers");
+           if (a.size() == 1) {
+             stop = a[0].as_int();
+           } else if (a.size() == 2 || a.size() == 3) {
+             start = a[0].as_int();
+             stop = a[1].as_int();
+             if (a.size() == 3) step = a[2].as_int();
+           } else {
+             return Bad("range() expects 1 to 3 arguments");
+           }
+           if (step == 0) return Bad("range() step must not be zero");
+           ValueList out;
+           for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+             if (out.size() >= 100000) return Bad("range() too big (more than 100000 items)");
+             out.push_back(Value::Int(i));
+           }
+           return Value::List(std::move(out));
+         }));
+  g->Set("namespace",
+         Value::Func([](const ValueList& a, const KwArgs& kw) -> absl::StatusOr<Value> {
+           auto d = std::make_shared<ValueDict>();
+           d->is_namespace = true;
+           for (const auto& x : a) {
+             if (!x.is_dict()) return Bad("namespace() positional argument must be a mapping");
+             for (const auto& kv : x.as_dict().items) d->Set(kv.first, kv.second);
+           }
+           for (const auto& kv : kw) d->Set(kv.first, kv.second);
+           return Value::Dict(d);
+         }));
   g->Set("dict", Value::Func([](const ValueList& a, const KwArgs& kw) -> absl::StatusOr<Value> {
-    auto d = std::make_shared<ValueDict>();
-    for (const auto& x : a) {
-      if (!x.is_dict()) return Bad("dict() positional argument must be a mapping");
-      for (const auto& kv : x.as_dict().items) d->Set(kv.first, kv.second);
-    }
-    for (const auto& kv : kw) d->Set(kv.first, kv.second);
-    return Value::Dict(d);
-  }));
-  g->Set("raise_exception", Value::Func([](const ValueList& a, const KwArgs&) -> absl::StatusOr<Value> {
-    return absl::FailedPreconditionError(
-        absl::StrCat("template raised an exception: ", a.empty() ? std::string() : a[0].Str()));
-  }));
+           auto d = std::make_shared<ValueDict>();
+           for (const auto& x : a) {
+             if (!x.is_dict()) return Bad("dict() positional argument must be a mapping");
+             for (const auto& kv : x.as_dict().items) d->Set(kv.first, kv.second);
+           }
+           for (const auto& kv : kw) d->Set(kv.first, kv.second);
+           return Value::Dict(d);
+         }));
+  g->Set("raise_exception",
+         Value::Func([](const ValueList& a, const KwArgs&) -> absl::StatusOr<Value> {
+           return absl::FailedPreconditionError(absl::StrCat(
+               "template raised an exception: ", a.empty() ? std::string() : a[0].Str()));
+         }));
 }
 
 }  // namespace sfd::jinja

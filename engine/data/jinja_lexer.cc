@@ -8,7 +8,9 @@
 namespace sfd::jinja {
 namespace {
 
-bool IsWs(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsWs(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // Python str.rstrip() for the ASCII whitespace a template can contain around tags.
 std::string RStripWs(const std::string& s) {
@@ -103,9 +105,18 @@ class Lexer {
 
   void LineCol(size_t off, int* line, int* col) const {
     // Incremental: offsets are requested in increasing order most of the time.
-    if (off < lc_off_) { lc_off_ = 0; lc_line_ = 1; lc_col_ = 1; }
+    if (off < lc_off_) {
+      lc_off_ = 0;
+      lc_line_ = 1;
+      lc_col_ = 1;
+    }
     for (; lc_off_ < off && lc_off_ < src_.size(); ++lc_off_) {
-      if (src_[lc_off_] == '\n') { ++lc_line_; lc_col_ = 1; } else { ++lc_col_; }
+      if (src_[lc_off_] == '\n') {
+        ++lc_line_;
+        lc_col_ = 1;
+      } else {
+        ++lc_col_;
+      }
     }
     *line = lc_line_;
     *col = lc_col_;
@@ -129,7 +140,9 @@ class Lexer {
     std::vector<char> stack;
     while (true) {
       while (pos_ < src_.size() && IsWs(src_[pos_])) ++pos_;
-      if (pos_ >= src_.size()) return Err(pos_, is_block ? "unexpected end of template, expected '%}'" : "unexpected end of template, expected '}}'");
+      if (pos_ >= src_.size())
+        return Err(pos_, is_block ? "unexpected end of template, expected '%}'"
+                                  : "unexpected end of template, expected '}}'");
       if (stack.empty()) {
         bool minus = src_.compare(pos_, 3, std::string("-") + end_delim) == 0;
         bool plus = is_block && src_.compare(pos_, 3, std::string("+") + end_delim) == 0;
@@ -138,7 +151,8 @@ class Lexer {
           pos_ += (minus || plus) ? 3 : 2;
           if (minus) {
             while (pos_ < src_.size() && IsWs(src_[pos_])) ++pos_;
-          } else if (!plus && is_block && opt_.trim_blocks && pos_ < src_.size() && src_[pos_] == '\n') {
+          } else if (!plus && is_block && opt_.trim_blocks && pos_ < src_.size() &&
+                     src_[pos_] == '\n') {
             ++pos_;
           }
           return absl::OkStatus();
@@ -147,15 +161,20 @@ class Lexer {
       char c = src_[pos_];
       size_t start = pos_;
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
-        while (pos_ < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_')) ++pos_;
+        while (pos_ < src_.size() &&
+               (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_'))
+          ++pos_;
         Emit(TokKind::kName, src_.substr(start, pos_ - start), start);
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
         auto digits = [&] {
-          while (pos_ < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_')) ++pos_;
+          while (pos_ < src_.size() &&
+                 (std::isdigit(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_'))
+            ++pos_;
         };
         digits();
         bool is_float = false;
-        if (pos_ + 1 < src_.size() && src_[pos_] == '.' && std::isdigit(static_cast<unsigned char>(src_[pos_ + 1]))) {
+        if (pos_ + 1 < src_.size() && src_[pos_] == '.' &&
+            std::isdigit(static_cast<unsigned char>(src_[pos_ + 1]))) {
           is_float = true;
           ++pos_;
           digits();
@@ -179,11 +198,15 @@ class Lexer {
         if (!st.ok()) return st;
         Emit(TokKind::kString, std::move(v), start);
       } else {
-        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~",
-                                     "<",  ">",  "=",  "(",  ")",  "[",  "]", "{", "}", ",", ".", ":", "|"};
+        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*",
+                                     "/",  "%",  "~",  "<",  ">",  "=",  "(", ")", "[",
+                                     "]",  "{",  "}",  ",",  ".",  ":",  "|"};
         const char* op = nullptr;
         for (const char* o : kOps) {
-          if (src_.compare(pos_, std::strlen(o), o) == 0) { op = o; break; }
+          if (src_.compare(pos_, std::strlen(o), o) == 0) {
+            op = o;
+            break;
+          }
         }
         if (!op) return Err(pos_, absl::StrCat("unexpected char '", std::string(1, c), "'"));
         if (*op == '(' || *op == '[' || *op == '{') {
@@ -191,7 +214,8 @@ class Lexer {
         } else if (*op == ')' || *op == ']' || *op == '}') {
           if (stack.empty()) return Err(pos_, absl::StrCat("unexpected '", op, "'"));
           if (stack.back() != *op)
-            return Err(pos_, absl::StrCat("unexpected '", op, "', expected '", std::string(1, stack.back()), "'"));
+            return Err(pos_, absl::StrCat("unexpected '", op, "', expected '",
+                                          std::string(1, stack.back()), "'"));
           stack.pop_back();
         }
         pos_ += std::strlen(op);
@@ -215,25 +239,51 @@ class Lexer {
       char e = src_[pos_ + 1];
       pos_ += 2;
       switch (e) {
-        case 'n': *out += '\n'; break;
-        case 't': *out += '\t'; break;
-        case 'r': *out += '\r'; break;
-        case '\\': *out += '\\'; break;
-        case '\'': *out += '\''; break;
-        case '"': *out += '"'; break;
-        case 'a': *out += '\a'; break;
-        case 'b': *out += '\b'; break;
-        case 'f': *out += '\f'; break;
-        case 'v': *out += '\v'; break;
-        case '\n': break;  // line continuation
-        case 'x': case 'u': case 'U': {
+        case 'n':
+          *out += '\n';
+          break;
+        case 't':
+          *out += '\t';
+          break;
+        case 'r':
+          *out += '\r';
+          break;
+        case '\\':
+          *out += '\\';
+          break;
+        case '\'':
+          *out += '\'';
+          break;
+        case '"':
+          *out += '"';
+          break;
+        case 'a':
+          *out += '\a';
+          break;
+        case 'b':
+          *out += '\b';
+          break;
+        case 'f':
+          *out += '\f';
+          break;
+        case 'v':
+          *out += '\v';
+          break;
+        case '\n':
+          break;  // line continuation
+        case 'x':
+        case 'u':
+        case 'U': {
           int n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
           if (pos_ + n > src_.size()) return Err(start, "truncated escape in string literal");
           uint32_t cp = 0;
           for (int i = 0; i < n; ++i) {
             char h = src_[pos_ + i];
-            if (!std::isxdigit(static_cast<unsigned char>(h))) return Err(start, "bad escape in string literal");
-            cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
+            if (!std::isxdigit(static_cast<unsigned char>(h)))
+              return Err(start, "bad escape in string literal");
+            cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h))
+                                ? h - '0'
+                                : (std::tolower(h) - 'a' + 10));
           }
           pos_ += n;
           if (cp > 0x10FFFF) return Err(start, "bad escape in string literal");
@@ -243,7 +293,8 @@ class Lexer {
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = e - '0';
-            for (int i = 0; i < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7'; ++i)
+            for (int i = 0; i < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7';
+                 ++i)
               cp = cp * 8 + (src_[pos_++] - '0');
             AppendUtf8(cp, out);
           } else {

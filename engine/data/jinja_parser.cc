@@ -46,20 +46,26 @@ class Parser {
     return absl::OkStatus();
   }
   absl::Status ExpectBlockEnd() {
-    if (Cur().kind != TokKind::kBlockEnd) return Err(Cur(), absl::StrCat("expected end of statement block", Describe()));
+    if (Cur().kind != TokKind::kBlockEnd)
+      return Err(Cur(), absl::StrCat("expected end of statement block", Describe()));
     Next();
     return absl::OkStatus();
   }
   std::string Describe() const {
     switch (Cur().kind) {
-      case TokKind::kEnd: return ", got end of template";
-      case TokKind::kBlockEnd: return ", got '%}'";
-      case TokKind::kVarEnd: return ", got '}}'";
-      default: return absl::StrCat(", got '", Cur().value, "'");
+      case TokKind::kEnd:
+        return ", got end of template";
+      case TokKind::kBlockEnd:
+        return ", got '%}'";
+      case TokKind::kVarEnd:
+        return ", got '}}'";
+      default:
+        return absl::StrCat(", got '", Cur().value, "'");
     }
   }
   absl::StatusOr<std::string> ExpectNameTok() {
-    if (Cur().kind != TokKind::kName) return Err(Cur(), absl::StrCat("expected a name", Describe()));
+    if (Cur().kind != TokKind::kName)
+      return Err(Cur(), absl::StrCat("expected a name", Describe()));
     std::string n = Cur().value;
     Next();
     return n;
@@ -78,7 +84,8 @@ class Parser {
     while (true) {
       const Token& tok = Cur();
       if (tok.kind == TokKind::kEnd) {
-        if (!end_tags.empty()) return Err(tok, absl::StrCat("unexpected end of template, expected '", end_tags[0], "'"));
+        if (!end_tags.empty())
+          return Err(tok, absl::StrCat("unexpected end of template, expected '", end_tags[0], "'"));
         return absl::OkStatus();
       }
       if (tok.kind == TokKind::kText) {
@@ -96,7 +103,8 @@ class Parser {
         s->line = tok.line;
         s->col = tok.col;
         SFD_ASSIGN_OR_RETURN(s->expr, ParseTuple(true));
-        if (Cur().kind != TokKind::kVarEnd) return Err(Cur(), absl::StrCat("expected '}}'", Describe()));
+        if (Cur().kind != TokKind::kVarEnd)
+          return Err(Cur(), absl::StrCat("expected '}}'", Describe()));
         Next();
         body->push_back(std::move(s));
         continue;

@@ -21,21 +21,21 @@ struct Expr;
 using ExprPtr = std::unique_ptr<Expr>;
 
 enum class ExprKind {
-  kLiteral,   // literal
-  kName,      // name
-  kGetAttr,   // args[0].name
-  kGetItem,   // args[0][args[1]]
-  kSlice,     // args[0][args[1]:args[2]:args[3]] (missing parts null)
-  kCall,      // args[0](args[1..], kwargs)
-  kFilter,    // args[0] | name(args[1..], kwargs)
-  kTest,      // args[0] is [not] name(args[1..])
-  kUnary,     // op args[0]: "-", "+", "not"
-  kBinary,    // args[0] op args[1]: + - * / // % ** ~ and or
-  kCompare,   // args[0] ops[0] args[1] ops[1] args[2] ...: == != < <= > >= in notin
-  kCond,      // args[1] if args[0] else args[2] (args[2] may be null)
-  kList,      // [args...]
-  kTuple,     // (args...) — evaluated as a list
-  kDict,      // {kwargs keys are evaluated exprs: args[2i]: args[2i+1]}
+  kLiteral,  // literal
+  kName,     // name
+  kGetAttr,  // args[0].name
+  kGetItem,  // args[0][args[1]]
+  kSlice,    // args[0][args[1]:args[2]:args[3]] (missing parts null)
+  kCall,     // args[0](args[1..], kwargs)
+  kFilter,   // args[0] | name(args[1..], kwargs)
+  kTest,     // args[0] is [not] name(args[1..])
+  kUnary,    // op args[0]: "-", "+", "not"
+  kBinary,   // args[0] op args[1]: + - * / // % ** ~ and or
+  kCompare,  // args[0] ops[0] args[1] ops[1] args[2] ...: == != < <= > >= in notin
+  kCond,     // args[1] if args[0] else args[2] (args[2] may be null)
+  kList,     // [args...]
+  kTuple,    // (args...) — evaluated as a list
+  kDict,     // {kwargs keys are evaluated exprs: args[2i]: args[2i+1]}
 };
 
 struct Expr {
@@ -63,21 +63,21 @@ enum class StmtKind {
   kMacro,     // {% macro name(params) %}
   kBreak,
   kContinue,
-  kBlock,     // body executed in place ({% generation %}, {% filter %}-less wrappers)
+  kBlock,  // body executed in place ({% generation %}, {% filter %}-less wrappers)
 };
 
 struct Stmt {
   StmtKind kind;
   int line = 0, col = 0;
   std::string text;
-  ExprPtr expr;                       // output / for iterable / set value
-  ExprPtr filter;                     // for ... if filter
-  std::vector<ExprPtr> conds;         // if / elif conditions
-  std::vector<Body> bodies;           // if/elif bodies; [0] for for/set-block/macro/block
-  Body else_body;                     // if / for
-  std::vector<std::string> targets;   // for / set target names
-  std::string attr;                   // set ns.attr
-  std::string name;                   // macro / set-block name
+  ExprPtr expr;                      // output / for iterable / set value
+  ExprPtr filter;                    // for ... if filter
+  std::vector<ExprPtr> conds;        // if / elif conditions
+  std::vector<Body> bodies;          // if/elif bodies; [0] for for/set-block/macro/block
+  Body else_body;                    // if / for
+  std::vector<std::string> targets;  // for / set target names
+  std::string attr;                  // set ns.attr
+  std::string name;                  // macro / set-block name
   std::vector<std::pair<std::string, ExprPtr>> params;  // macro params (default may be null)
 };
 

@@ -12,7 +12,7 @@ namespace sfd::jinja {
 namespace {
 
 constexpr size_t kMaxOutput = size_t{256} << 20;  // a runaway template is an error, not OOM
-constexpr int kMaxDepth = 64;                      // macro recursion
+constexpr int kMaxDepth = 64;                     // macro recursion
 
 enum class Flow { kNormal, kBreak, kContinue };
 
@@ -57,11 +57,13 @@ class Evaluator {
 
   absl::Status Emit(const std::string& s) {
     out_->append(s);
-    if (out_->size() > kMaxOutput) return absl::ResourceExhaustedError("template output exceeds 256 MiB");
+    if (out_->size() > kMaxOutput)
+      return absl::ResourceExhaustedError("template output exceeds 256 MiB");
     return absl::OkStatus();
   }
 
-  absl::Status AssignTargets(const Stmt& s, const std::vector<std::string>& targets, const Value& v) {
+  absl::Status AssignTargets(const Stmt& s, const std::vector<std::string>& targets,
+                             const Value& v) {
     if (targets.size() == 1) {
       Assign(targets[0], v);
       return absl::OkStatus();
@@ -69,8 +71,10 @@ class Evaluator {
     auto items = Iterate(v);
     if (!items.ok()) return ErrAt(s.line, s.col, items.status());
     if (items->size() != targets.size())
-      return ErrAt(s.line, s.col, absl::InvalidArgumentError(absl::StrCat(
-                                      "cannot unpack ", items->size(), " values into ", targets.size(), " names")));
+      return ErrAt(
+          s.line, s.col,
+          absl::InvalidArgumentError(absl::StrCat("cannot unpack ", items->size(), " values into ",
+                                                  targets.size(), " names")));
     for (size_t i = 0; i < targets.size(); ++i) Assign(targets[i], (*items)[i]);
     return absl::OkStatus();
   }
@@ -91,14 +95,17 @@ class Evaluator {
           if (c.Truthy()) return Exec(s.bodies[i]);
         }
         return Exec(s.else_body);
-      case StmtKind::kFor: return ExecFor(s);
+      case StmtKind::kFor:
+        return ExecFor(s);
       case StmtKind::kSet: {
         SFD_ASSIGN_OR_RETURN(Value v, Eval(*s.expr));
         if (!s.attr.empty()) {
           Value ns = Lookup(s.targets[0]);
           if (!ns.is_dict() || !ns.as_dict().is_namespace)
-            return ErrAt(s.line, s.col, absl::InvalidArgumentError(absl::StrCat(
-                                            "cannot assign attribute on non-namespace object '", s.targets[0], "'")));
+            return ErrAt(
+                s.line, s.col,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "cannot assign attribute on non-namespace object '", s.targets[0], "'")));
           ns.mutable_dict().Set(s.attr, std::move(v));
           return Flow::kNormal;
         }
@@ -117,12 +124,17 @@ class Evaluator {
       }
       case StmtKind::kMacro: {
         const Stmt* macro = &s;
-        Assign(s.name, Value::Func([this, macro](const ValueList& a, const KwArgs& kw) { return CallMacro(*macro, a, kw); }));
+        Assign(s.name, Value::Func([this, macro](const ValueList& a, const KwArgs& kw) {
+                 return CallMacro(*macro, a, kw);
+               }));
         return Flow::kNormal;
       }
-      case StmtKind::kBreak: return Flow::kBreak;
-      case StmtKind::kContinue: return Flow::kContinue;
-      case StmtKind::kBlock: return Exec(s.bodies[0]);
+      case StmtKind::kBreak:
+        return Flow::kBreak;
+      case StmtKind::kContinue:
+        return Flow::kContinue;
+      case StmtKind::kBlock:
+        return Exec(s.bodies[0]);
     }
     return Flow::kNormal;
   }
@@ -133,7 +145,8 @@ class Evaluator {
       return absl::InvalidArgumentError("macro recursion too deep");
     }
     if (a.size() > m.params.size())
-      return absl::InvalidArgumentError(absl::StrCat("macro '", m.name, "' takes ", m.params.size(), " arguments"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("macro '", m.name, "' takes ", m.params.size(), " arguments"));
     scopes_.emplace_back();
     absl::Status st;
     for (size_t i = 0; i < m.params.size() && st.ok(); ++i) {
@@ -145,11 +158,16 @@ class Evaluator {
         found = true;
       }
       for (const auto& k : kw)
-        if (k.first == p.first) { v = k.second; found = true; }
+        if (k.first == p.first) {
+          v = k.second;
+          found = true;
+        }
       if (!found && p.second) {
         auto d = Eval(*p.second);
-        if (!d.ok()) st = d.status();
-        else v = *d;
+        if (!d.ok())
+          st = d.status();
+        else
+          v = *d;
       }
       Assign(p.first, v);
     }
@@ -197,10 +215,11 @@ class Evaluator {
       loop->Set("length", Value::Int(n));
       loop->Set("previtem", i > 0 ? items[i - 1] : Value());
       loop->Set("nextitem", i + 1 < n ? items[i + 1] : Value());
-      loop->Set("cycle", Value::Func([i](const ValueList& a, const KwArgs&) -> absl::StatusOr<Value> {
-        if (a.empty()) return absl::InvalidArgumentError("loop.cycle() needs arguments");
-        return a[static_cast<size_t>(i) % a.size()];
-      }));
+      loop->Set("cycle",
+                Value::Func([i](const ValueList& a, const KwArgs&) -> absl::StatusOr<Value> {
+                  if (a.empty()) return absl::InvalidArgumentError("loop.cycle() needs arguments");
+                  return a[static_cast<size_t>(i) % a.size()];
+                }));
       scopes_.emplace_back();
       Assign("loop", Value::Dict(loop));
       absl::Status st = AssignTargets(s, s.targets, items[i]);
@@ -224,7 +243,8 @@ class Evaluator {
     return Value();
   }
 
-  absl::StatusOr<Value> Arith(const Expr& e, const std::string& op, const Value& a, const Value& b) {
+  absl::StatusOr<Value> Arith(const Expr& e, const std::string& op, const Value& a,
+                              const Value& b) {
     if (op == "~") return Value::String(a.Str() + b.Str());
     if (a.is_undefined() || b.is_undefined())
       return Err(e, absl::StrCat("unsupported operand '", op, "' on an undefined value"));
@@ -244,16 +264,19 @@ class Evaluator {
         return Value::String(s);
       }
       ValueList l;
-      for (int64_t i = 0; i < b.as_int(); ++i) l.insert(l.end(), a.as_list().begin(), a.as_list().end());
+      for (int64_t i = 0; i < b.as_int(); ++i)
+        l.insert(l.end(), a.as_list().begin(), a.as_list().end());
       return Value::List(std::move(l));
     }
     bool na = a.is_number() || a.is_bool(), nb = b.is_number() || b.is_bool();
     if (!na || !nb)
-      return Err(e, absl::StrCat("unsupported operand type(s) for ", op, ": '", a.TypeName(), "' and '", b.TypeName(), "'"));
+      return Err(e, absl::StrCat("unsupported operand type(s) for ", op, ": '", a.TypeName(),
+                                 "' and '", b.TypeName(), "'"));
     bool ints = !a.is_float() && !b.is_float();
     int64_t x = a.is_bool() ? a.as_bool() : a.is_int() ? a.as_int() : 0;
     int64_t y = b.is_bool() ? b.as_bool() : b.is_int() ? b.as_int() : 0;
-    double dx = a.is_bool() ? a.as_bool() : a.as_double(), dy = b.is_bool() ? b.as_bool() : b.as_double();
+    double dx = a.is_bool() ? a.as_bool() : a.as_double(),
+           dy = b.is_bool() ? b.as_bool() : b.as_double();
     if (op == "+") return ints ? Value::Int(x + y) : Value::Float(dx + dy);
     if (op == "-") return ints ? Value::Int(x - y) : Value::Float(dx - dy);
     if (op == "*") return ints ? Value::Int(x * y) : Value::Float(dx * dy);
@@ -265,7 +288,10 @@ class Evaluator {
       if (dy == 0) return Err(e, "integer division or modulo by zero");
       if (ints) {
         int64_t q = x / y, r = x % y;
-        if (r != 0 && ((r < 0) != (y < 0))) { --q; r += y; }
+        if (r != 0 && ((r < 0) != (y < 0))) {
+          --q;
+          r += y;
+        }
         return Value::Int(op == "//" ? q : r);
       }
       double q = std::floor(dx / dy);
@@ -284,8 +310,10 @@ class Evaluator {
 
   absl::StatusOr<Value> Eval(const Expr& e) {
     switch (e.kind) {
-      case ExprKind::kLiteral: return e.literal;
-      case ExprKind::kName: return Lookup(e.name);
+      case ExprKind::kLiteral:
+        return e.literal;
+      case ExprKind::kName:
+        return Lookup(e.name);
       case ExprKind::kGetAttr: {
         SFD_ASSIGN_OR_RETURN(Value o, Eval(*e.args[0]));
         auto r = GetAttr(o, e.name);
@@ -314,8 +342,9 @@ class Evaluator {
       case ExprKind::kCall: {
         SFD_ASSIGN_OR_RETURN(Value f, Eval(*e.args[0]));
         if (!f.is_function()) {
-          std::string what = e.args[0]->kind == ExprKind::kName ? e.args[0]->name
-                           : e.args[0]->kind == ExprKind::kGetAttr ? e.args[0]->name : "value";
+          std::string what = e.args[0]->kind == ExprKind::kName      ? e.args[0]->name
+                             : e.args[0]->kind == ExprKind::kGetAttr ? e.args[0]->name
+                                                                     : "value";
           return Err(e, absl::StrCat("'", what, "' is not callable (", f.TypeName(), ")"));
         }
         ValueList args;
@@ -349,7 +378,8 @@ class Evaluator {
         if (v.is_int()) return Value::Int(e.name == "-" ? -v.as_int() : v.as_int());
         if (v.is_float()) return Value::Float(e.name == "-" ? -v.as_double() : v.as_double());
         if (v.is_bool()) return Value::Int(e.name == "-" ? -int64_t{v.as_bool()} : v.as_bool());
-        return Err(e, absl::StrCat("bad operand type for unary ", e.name, ": '", v.TypeName(), "'"));
+        return Err(e,
+                   absl::StrCat("bad operand type for unary ", e.name, ": '", v.TypeName(), "'"));
       }
       case ExprKind::kBinary: {
         SFD_ASSIGN_OR_RETURN(Value a, Eval(*e.args[0]));
@@ -364,14 +394,26 @@ class Evaluator {
           SFD_ASSIGN_OR_RETURN(Value right, Eval(*e.args[i + 1]));
           const std::string& op = e.ops[i];
           absl::StatusOr<bool> r;
-          if (op == "==") r = left.Equals(right);
-          else if (op == "!=") r = !left.Equals(right);
-          else if (op == "<") r = LessThan(left, right);
-          else if (op == ">") r = LessThan(right, left);
-          else if (op == "<=") { auto g = LessThan(right, left); r = g.ok() ? absl::StatusOr<bool>(!*g) : g; }
-          else if (op == ">=") { auto l = LessThan(left, right); r = l.ok() ? absl::StatusOr<bool>(!*l) : l; }
-          else if (op == "in") r = Contains(right, left);
-          else { auto c = Contains(right, left); r = c.ok() ? absl::StatusOr<bool>(!*c) : c; }
+          if (op == "==")
+            r = left.Equals(right);
+          else if (op == "!=")
+            r = !left.Equals(right);
+          else if (op == "<")
+            r = LessThan(left, right);
+          else if (op == ">")
+            r = LessThan(right, left);
+          else if (op == "<=") {
+            auto g = LessThan(right, left);
+            r = g.ok() ? absl::StatusOr<bool>(!*g) : g;
+          } else if (op == ">=") {
+            auto l = LessThan(left, right);
+            r = l.ok() ? absl::StatusOr<bool>(!*l) : l;
+          } else if (op == "in")
+            r = Contains(right, left);
+          else {
+            auto c = Contains(right, left);
+            r = c.ok() ? absl::StatusOr<bool>(!*c) : c;
+          }
           if (!r.ok()) return ErrAt(e.line, e.col, r.status());
           if (!*r) return Value::Bool(false);
           left = std::move(right);

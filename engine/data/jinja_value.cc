@@ -98,7 +98,8 @@ Value Value::FromJson(const nlohmann::ordered_json& j) {
     }
     case nlohmann::ordered_json::value_t::object: {
       auto d = std::make_shared<ValueDict>();
-      for (auto it = j.begin(); it != j.end(); ++it) d->items.emplace_back(it.key(), FromJson(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it)
+        d->items.emplace_back(it.key(), FromJson(it.value()));
       return Dict(std::move(d));
     }
     default:
@@ -205,13 +206,27 @@ void JsonEscape(const std::string& s, std::string* out) {
   *out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      case '\b': *out += "\\b"; break;
-      case '\f': *out += "\\f"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char b[8];
@@ -234,20 +249,34 @@ absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, s
   };
   const char* item_sep = indent >= 0 ? "," : ", ";
   switch (v.kind()) {
-    case Value::Kind::kNone: *out += "null"; return absl::OkStatus();
-    case Value::Kind::kBool: *out += v.as_bool() ? "true" : "false"; return absl::OkStatus();
-    case Value::Kind::kInt: *out += std::to_string(v.as_int()); return absl::OkStatus();
+    case Value::Kind::kNone:
+      *out += "null";
+      return absl::OkStatus();
+    case Value::Kind::kBool:
+      *out += v.as_bool() ? "true" : "false";
+      return absl::OkStatus();
+    case Value::Kind::kInt:
+      *out += std::to_string(v.as_int());
+      return absl::OkStatus();
     case Value::Kind::kFloat: {
       double d = v.as_double();
-      if (std::isnan(d)) *out += "NaN";
-      else if (std::isinf(d)) *out += d > 0 ? "Infinity" : "-Infinity";
-      else *out += PyFloatRepr(d);
+      if (std::isnan(d))
+        *out += "NaN";
+      else if (std::isinf(d))
+        *out += d > 0 ? "Infinity" : "-Infinity";
+      else
+        *out += PyFloatRepr(d);
       return absl::OkStatus();
     }
-    case Value::Kind::kString: JsonEscape(v.as_string(), out); return absl::OkStatus();
+    case Value::Kind::kString:
+      JsonEscape(v.as_string(), out);
+      return absl::OkStatus();
     case Value::Kind::kList: {
       const auto& l = v.as_list();
-      if (l.empty()) { *out += "[]"; return absl::OkStatus(); }
+      if (l.empty()) {
+        *out += "[]";
+        return absl::OkStatus();
+      }
       *out += '[';
       for (size_t i = 0; i < l.size(); ++i) {
         if (i) *out += item_sep;
@@ -262,7 +291,10 @@ absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, s
     case Value::Kind::kDict: {
       std::vector<const std::pair<std::string, Value>*> items;
       for (const auto& kv : v.as_dict().items) items.push_back(&kv);
-      if (items.empty()) { *out += "{}"; return absl::OkStatus(); }
+      if (items.empty()) {
+        *out += "{}";
+        return absl::OkStatus();
+      }
       if (sort_keys)
         std::stable_sort(items.begin(), items.end(),
                          [](auto* a, auto* b) { return a->first < b->first; });
@@ -289,20 +321,29 @@ absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, s
 
 std::string Value::Str() const {
   switch (kind_) {
-    case Kind::kUndefined: return "";
-    case Kind::kString: return *s_;
-    default: return Repr();
+    case Kind::kUndefined:
+      return "";
+    case Kind::kString:
+      return *s_;
+    default:
+      return Repr();
   }
 }
 
 std::string Value::Repr() const {
   switch (kind_) {
-    case Kind::kUndefined: return "";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return b_ ? "True" : "False";
-    case Kind::kInt: return std::to_string(i_);
-    case Kind::kFloat: return PyFloatRepr(d_);
-    case Kind::kString: return PyStrRepr(*s_);
+    case Kind::kUndefined:
+      return "";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return b_ ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(i_);
+    case Kind::kFloat:
+      return PyFloatRepr(d_);
+    case Kind::kString:
+      return PyStrRepr(*s_);
     case Kind::kList: {
       std::string out = "[";
       for (size_t i = 0; i < list_->size(); ++i) {
@@ -320,7 +361,8 @@ std::string Value::Repr() const {
       }
       return out + "}";
     }
-    case Kind::kFunction: return "<function>";
+    case Kind::kFunction:
+      return "<function>";
   }
   return "";
 }
@@ -345,8 +387,10 @@ bool Value::Equals(const Value& o) const {
   if (kind_ != o.kind_) return false;
   switch (kind_) {
     case Kind::kUndefined:
-    case Kind::kNone: return true;
-    case Kind::kString: return *s_ == *o.s_;
+    case Kind::kNone:
+      return true;
+    case Kind::kString:
+      return *s_ == *o.s_;
     case Kind::kList: {
       if (list_->size() != o.list_->size()) return false;
       for (size_t i = 0; i < list_->size(); ++i)
@@ -362,22 +406,33 @@ bool Value::Equals(const Value& o) const {
       }
       return true;
     }
-    case Kind::kFunction: return fn_ == o.fn_;
-    default: return false;
+    case Kind::kFunction:
+      return fn_ == o.fn_;
+    default:
+      return false;
   }
 }
 
 const char* Value::TypeName() const {
   switch (kind_) {
-    case Kind::kUndefined: return "undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return "list";
-    case Kind::kDict: return dict_->is_namespace ? "Namespace" : "dict";
-    case Kind::kFunction: return "function";
+    case Kind::kUndefined:
+      return "undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return "list";
+    case Kind::kDict:
+      return dict_->is_namespace ? "Namespace" : "dict";
+    case Kind::kFunction:
+      return "function";
   }
   return "?";
 }
@@ -392,7 +447,10 @@ std::vector<size_t> Utf8Offsets(const std::string& s) {
     size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
     if (i + n > s.size()) n = 1;
     for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) { n = 1; break; }
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) {
+        n = 1;
+        break;
+      }
     i += n;
   }
   offs.push_back(s.size());

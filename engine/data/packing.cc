@@ -11,7 +11,8 @@ namespace sfd {
 PackPlan PackBestFitDecreasing(const std::vector<int32_t>& lengths, int64_t capacity) {
   std::vector<int64_t> order(lengths.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
   std::vector<std::vector<int64_t>> rows;
   std::set<std::pair<int64_t, int64_t>> open;  // (room left, row index)
   for (int64_t d : order) {
@@ -49,15 +50,18 @@ int64_t BatchSeqLen(int64_t longest, int64_t max_seq_len) {
   return std::min(seq, std::max<int64_t>(max_seq_len, longest));
 }
 
-absl::StatusOr<TokenBatch> AssembleBatch(const std::vector<std::vector<const Document*>>& rows, int64_t batch_rows,
-                                         int64_t max_seq_len, int32_t pad_id) {
+absl::StatusOr<TokenBatch> AssembleBatch(const std::vector<std::vector<const Document*>>& rows,
+                                         int64_t batch_rows, int64_t max_seq_len, int32_t pad_id) {
   if (static_cast<int64_t>(rows.size()) > batch_rows)
-    return absl::InternalError(absl::StrCat("batch has ", rows.size(), " rows, more than ", batch_rows));
+    return absl::InternalError(
+        absl::StrCat("batch has ", rows.size(), " rows, more than ", batch_rows));
   int64_t longest = 0;
   for (const auto& row : rows) {
     int64_t n = 0;
     for (const Document* d : row) n += static_cast<int64_t>(d->ids.size());
-    if (n > max_seq_len) return absl::InternalError(absl::StrCat("packed row of ", n, " tokens exceeds max_seq_len ", max_seq_len));
+    if (n > max_seq_len)
+      return absl::InternalError(
+          absl::StrCat("packed row of ", n, " tokens exceeds max_seq_len ", max_seq_len));
     longest = std::max(longest, n);
   }
   TokenBatch b;

@@ -35,7 +35,7 @@ PackPlan OneDocPerRow(int64_t num_docs);
 int64_t BatchSeqLen(int64_t longest, int64_t max_seq_len);
 
 // rows[r] = the documents of row r (rows.size() <= batch_rows; missing rows are padding).
-absl::StatusOr<TokenBatch> AssembleBatch(const std::vector<std::vector<const Document*>>& rows, int64_t batch_rows,
-                                         int64_t max_seq_len, int32_t pad_id);
+absl::StatusOr<TokenBatch> AssembleBatch(const std::vector<std::vector<const Document*>>& rows,
+                                         int64_t batch_rows, int64_t max_seq_len, int32_t pad_id);
 
 }  // namespace sfd

@@ -23,7 +23,8 @@ absl::StatusOr<TokenizerConfig> TokenizerConfig::FromFile(const std::string& pat
 
 absl::StatusOr<TokenizerConfig> TokenizerConfig::FromJsonString(std::string_view json,
                                                                 const std::string& source) {
-  auto j = nlohmann::ordered_json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
+  auto j =
+      nlohmann::ordered_json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
   TokenizerConfig c;
@@ -37,10 +38,12 @@ absl::StatusOr<TokenizerConfig> TokenizerConfig::FromJsonString(std::string_view
     } else if (it->is_object()) {
       auto content = it->find("content");
       if (content == it->end() || !content->is_string())
-        return absl::InvalidArgumentError(absl::StrCat(source, ": \"", k, "\" has no string \"content\""));
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": \"", k, "\" has no string \"content\""));
       if (!content->get<std::string>().empty()) c.special_tokens[k] = content->get<std::string>();
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": \"", k, "\" must be a string or an object"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": \"", k, "\" must be a string or an object"));
     }
   }
   auto ct = j.find("chat_template");
@@ -53,19 +56,22 @@ absl::StatusOr<TokenizerConfig> TokenizerConfig::FromJsonString(std::string_view
         auto t = e.find("template");
         if (!e.is_object() || n == e.end() || t == e.end() || !n->is_string() || !t->is_string())
           return absl::InvalidArgumentError(absl::StrCat(
-              source, ": \"chat_template\" list entries must be {\"name\": str, \"template\": str}"));
+              source,
+              ": \"chat_template\" list entries must be {\"name\": str, \"template\": str}"));
         c.named_templates[n->get<std::string>()] = t->get<std::string>();
       }
       auto d = c.named_templates.find("default");
       if (d != c.named_templates.end()) c.chat_template = d->second;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": \"chat_template\" must be a string or a list"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": \"chat_template\" must be a string or a list"));
     }
   }
   for (const char* k : {"add_bos_token", "add_eos_token"}) {
     auto it = j.find(k);
     if (it == j.end() || it->is_null()) continue;
-    if (!it->is_boolean()) return absl::InvalidArgumentError(absl::StrCat(source, ": \"", k, "\" must be a boolean"));
+    if (!it->is_boolean())
+      return absl::InvalidArgumentError(absl::StrCat(source, ": \"", k, "\" must be a boolean"));
     (std::string(k) == "add_bos_token" ? c.add_bos_token : c.add_eos_token) = it->get<bool>();
   }
   return c;

@@ -18,8 +18,8 @@ struct TokenizerConfig {
   // Special tokens by their tokenizer_config.json key ("bos_token", "eos_token", ...); only
   // the ones that are set to a non-empty string.
   std::map<std::string, std::string> special_tokens;
-  std::string chat_template;                            // default chat template, "" if none
-  std::map<std::string, std::string> named_templates;   // list form, by name
+  std::string chat_template;                           // default chat template, "" if none
+  std::map<std::string, std::string> named_templates;  // list form, by name
   std::optional<bool> add_bos_token;
   std::optional<bool> add_eos_token;
 
@@ -36,7 +36,8 @@ struct TokenizerConfig {
   // NotFound when the file does not exist; InvalidArgument naming the file and key when
   // it is malformed.
   static absl::StatusOr<TokenizerConfig> FromFile(const std::string& path);
-  static absl::StatusOr<TokenizerConfig> FromJsonString(std::string_view json, const std::string& source);
+  static absl::StatusOr<TokenizerConfig> FromJsonString(std::string_view json,
+                                                        const std::string& source);
 };
 
 }  // namespace sfd

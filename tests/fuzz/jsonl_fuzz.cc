@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto sample = sfd::ParseRow(line, sfd::DatasetFormat::kAuto);
   if (!sample.ok() || sample->format != sfd::DatasetFormat::kMessages) return 0;
   for (const auto& t : *kTemplates) {
-    auto rc = sfd::RenderWithAssistantSpans(*t, sample->messages, sample->message_weights, {"</s>", "<|im_end|>"});
+    auto rc = sfd::RenderWithAssistantSpans(*t, sample->messages, sample->message_weights,
+                                            {"</s>", "<|im_end|>"});
     if (rc.ok()) {
       for (const auto& s : rc->spans)
         if (s.begin > s.end || s.end > rc->text.size()) __builtin_trap();

@@ -25,7 +25,8 @@ std::string CompletionRows(int n) {
   for (int i = 0; i < n; ++i) {
     std::string words;
     for (int w = 0; w < 1 + (i * 7) % 23; ++w) absl::StrAppend(&words, " w", w);
-    absl::StrAppend(&out, "{\"prompt\": \"Question ", i, ":", words, "\", \"completion\": \" Answer ", i, ".\"}\n");
+    absl::StrAppend(&out, "{\"prompt\": \"Question ", i, ":", words,
+                    "\", \"completion\": \" Answer ", i, ".\"}\n");
   }
   return out;
 }
@@ -53,18 +54,20 @@ std::vector<TokenBatch> Drain(BatchStream& bs, int64_t grad_accum) {
 }
 
 bool SameBatch(const TokenBatch& a, const TokenBatch& b) {
-  return a.rows == b.rows && a.seq == b.seq && a.input_ids == b.input_ids && a.targets == b.targets &&
-         a.position_ids == b.position_ids && a.segment_ids == b.segment_ids;
+  return a.rows == b.rows && a.seq == b.seq && a.input_ids == b.input_ids &&
+         a.targets == b.targets && a.position_ids == b.position_ids &&
+         a.segment_ids == b.segment_ids;
 }
 
 TEST(BatchStreamTest, MalformedLineNamesFileAndLine) {
   ASSERT_FALSE(Dir().empty());
-  const std::string path =
-      testing_util::WriteTempFile("bad.jsonl", "{\"text\": \"ok\"}\n\n{\"text\": \"ok\"}\n{\"text\": 3}\n");
+  const std::string path = testing_util::WriteTempFile(
+      "bad.jsonl", "{\"text\": \"ok\"}\n\n{\"text\": \"ok\"}\n{\"text\": 3}\n");
   auto bs = BatchStream::Create(Spec(path), Dir(), 2, 1, false);
   ASSERT_FALSE(bs.ok());
   EXPECT_NE(bs.status().message().find(path + ":4:"), std::string::npos) << bs.status();
-  EXPECT_NE(bs.status().message().find("\"text\" must be a string"), std::string::npos) << bs.status();
+  EXPECT_NE(bs.status().message().find("\"text\" must be a string"), std::string::npos)
+      << bs.status();
 
   const std::string mixed = testing_util::WriteTempFile(
       "mixed.jsonl", "{\"text\": \"ok\"}\n{\"prompt\": \"p\", \"completion\": \"c\"}\n");
@@ -72,10 +75,12 @@ TEST(BatchStreamTest, MalformedLineNamesFileAndLine) {
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find(mixed + ":2:"), std::string::npos) << m.status();
 
-  const std::string broken = testing_util::WriteTempFile("broken.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"\n");
+  const std::string broken =
+      testing_util::WriteTempFile("broken.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"\n");
   auto b = BatchStream::Create(Spec(broken), Dir(), 2, 1, false);
   ASSERT_FALSE(b.ok());
-  EXPECT_NE(b.status().message().find(broken + ":2: invalid JSON"), std::string::npos) << b.status();
+  EXPECT_NE(b.status().message().find(broken + ":2: invalid JSON"), std::string::npos)
+      << b.status();
 }
 
 TEST(BatchStreamTest, NoUsableSampleIsAnErrorAndSkipsAreCounted) {
@@ -87,14 +92,17 @@ TEST(BatchStreamTest, NoUsableSampleIsAnErrorAndSkipsAreCounted) {
   auto bs = BatchStream::Create(spec, Dir(), 1, 1, false);
   ASSERT_FALSE(bs.ok());
   EXPECT_NE(bs.status().message().find("no usable sample"), std::string::npos) << bs.status();
-  EXPECT_NE(bs.status().message().find("1 without a trainable token"), std::string::npos) << bs.status();
+  EXPECT_NE(bs.status().message().find("1 without a trainable token"), std::string::npos)
+      << bs.status();
 
-  const std::string some = testing_util::WriteTempFile(
-      "some.jsonl",
-      "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"
-      "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n"
-      "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"no\", "
-      "\"weight\": 0}]}\n");
+  const std::string some =
+      testing_util::WriteTempFile("some.jsonl",
+                                  "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"
+                                  "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
+                                  "{\"role\": \"assistant\", \"content\": \"yo\"}]}\n"
+                                  "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
+                                  "{\"role\": \"assistant\", \"content\": \"no\", "
+                                  "\"weight\": 0}]}\n");
   // No data.chat_template: the model's own (tokenizer_config.json of the Qwen3 fixture).
   auto s = BatchStream::Create(Spec(some), Dir(), 1, 1, false);
   ASSERT_TRUE(s.ok()) << s.status();
@@ -113,8 +121,10 @@ TEST(BatchStreamTest, EveryDocumentOncePerEpochAndDeterministicShuffle) {
     BatchStream& s = **a;
     EXPECT_EQ(s.stats().samples, 57);
     EXPECT_EQ(s.stats().skipped_no_target, 0);
-    if (packing) EXPECT_LT(s.num_rows(), 57);
-    else EXPECT_EQ(s.num_rows(), 57);
+    if (packing)
+      EXPECT_LT(s.num_rows(), 57);
+    else
+      EXPECT_EQ(s.num_rows(), 57);
     s.set_num_epochs(2);
     const int64_t ga = 2;
     const int64_t spe = s.steps_per_epoch(ga);
@@ -179,7 +189,8 @@ TEST(BatchStreamTest, ExactResumeFromSavedPosition) {
   }
   const int64_t spe = (*full)->steps_per_epoch(2);
   ASSERT_EQ(static_cast<int64_t>(steps.size()), 3 * spe);
-  for (size_t k : {size_t{1}, static_cast<size_t>(spe), static_cast<size_t>(spe + 1), steps.size() - 1}) {
+  for (size_t k :
+       {size_t{1}, static_cast<size_t>(spe), static_cast<size_t>(spe + 1), steps.size() - 1}) {
     auto json = positions[k].ToJson();
     auto pos = DataPosition::FromJson(json);
     ASSERT_TRUE(pos.ok()) << pos.status();
@@ -193,7 +204,8 @@ TEST(BatchStreamTest, ExactResumeFromSavedPosition) {
       auto s = (*resumed)->NextStep(2);
       ASSERT_TRUE(s.ok()) << s.status();
       ASSERT_EQ(s->size(), steps[j].size());
-      for (size_t m = 0; m < s->size(); ++m) EXPECT_TRUE(SameBatch((*s)[m], steps[j][m])) << "step " << j;
+      for (size_t m = 0; m < s->size(); ++m)
+        EXPECT_TRUE(SameBatch((*s)[m], steps[j][m])) << "step " << j;
     }
     EXPECT_TRUE(absl::IsOutOfRange((*resumed)->NextStep(2).status()));
   }

@@ -37,7 +37,8 @@ TEST_P(ChatTemplateOracleTest, MatchesOracle) {
   json context = json::parse(ReadAll(dir + "/context.json"));
   json tokens = json::object();
   for (auto it = context.begin(); it != context.end(); ++it)
-    if (it.key().size() > 6 && it.key().substr(it.key().size() - 6) == "_token") tokens[it.key()] = it.value();
+    if (it.key().size() > 6 && it.key().substr(it.key().size() - 6) == "_token")
+      tokens[it.key()] = it.value();
   ChatTemplateOptions opts;
   std::string date = context["date"].get<std::string>();
   opts.year = std::stoi(date.substr(0, 4));
@@ -47,7 +48,8 @@ TEST_P(ChatTemplateOracleTest, MatchesOracle) {
   ASSERT_TRUE(tmpl.ok()) << tmpl.status();
 
   // The real tokenizer: rendered text must tokenize to the oracle's ids.
-  const std::string model_dir = testing_util::TokenizerModelDir(context["tokenizer"].get<std::string>());
+  const std::string model_dir =
+      testing_util::TokenizerModelDir(context["tokenizer"].get<std::string>());
   ASSERT_FALSE(model_dir.empty()) << "cannot fetch tokenizer " << context["tokenizer"];
   auto tok_or = Tokenizer::FromModelDir(model_dir);
   ASSERT_TRUE(tok_or.ok()) << tok_or.status();
@@ -85,7 +87,8 @@ TEST_P(ChatTemplateOracleTest, MatchesOracle) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Templates, ChatTemplateOracleTest,
-                         ::testing::Values("llama3", "llama3.2", "qwen2.5", "qwen3", "mistral", "mistral-nemo"),
+                         ::testing::Values("llama3", "llama3.2", "qwen2.5", "qwen3", "mistral",
+                                           "mistral-nemo"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)
@@ -96,7 +99,8 @@ INSTANTIATE_TEST_SUITE_P(Templates, ChatTemplateOracleTest,
 TEST(ChatTemplateBuiltinTest, BuiltinsAreTheFixtureTemplates) {
   ASSERT_EQ(BuiltinChatTemplates().size(), 6u);
   for (const auto& t : BuiltinChatTemplates()) {
-    EXPECT_EQ(std::string(t.source), ReadAll(Fixtures() + "/" + t.name + "/template.jinja")) << t.name;
+    EXPECT_EQ(std::string(t.source), ReadAll(Fixtures() + "/" + t.name + "/template.jinja"))
+        << t.name;
   }
   EXPECT_EQ(ChatTemplate::Builtin("llama3.1"), ChatTemplate::Builtin("llama3.2"));
   EXPECT_EQ(ChatTemplate::Builtin("qwen"), ChatTemplate::Builtin("qwen2.5"));
@@ -133,7 +137,8 @@ TEST(ChatTemplateTest, ResolutionOrder) {
   auto builtin = ChatTemplate::ForModel(dir.string(), "qwen2.5");
   ASSERT_TRUE(builtin.ok()) << builtin.status();
   EXPECT_EQ(*(*builtin)->Render(msgs, true),
-            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n"
             "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
   std::ofstream(dir / "mine.jinja") << "M:{{ messages|length }}";
   auto path = ChatTemplate::ForModel(dir.string(), (dir / "mine.jinja").string());
@@ -145,7 +150,8 @@ TEST(ChatTemplateTest, ResolutionOrder) {
 }
 
 TEST(ChatTemplateTest, UnrenderableTemplateIsAClearError) {
-  auto t = ChatTemplate::FromSource("{% for m in messages %}{{ m.content }", "model.jinja", json::object());
+  auto t = ChatTemplate::FromSource("{% for m in messages %}{{ m.content }", "model.jinja",
+                                    json::object());
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("model.jinja"), std::string::npos) << t.status();
   EXPECT_NE(t.status().message().find("1:"), std::string::npos) << t.status();
@@ -166,7 +172,8 @@ TEST(ChatTemplateTest, UnrenderableTemplateIsAClearError) {
 }
 
 TEST(ChatTemplateTest, StrftimeNowUsesTheFixedDate) {
-  auto t = ChatTemplate::FromSource("{{ strftime_now('%d %b %Y') }}", "d", json::object(), {2025, 1, 5});
+  auto t =
+      ChatTemplate::FromSource("{{ strftime_now('%d %b %Y') }}", "d", json::object(), {2025, 1, 5});
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(*(*t)->Render(json::array(), false), "05 Jan 2025");
 }

@@ -4,12 +4,12 @@
 // tests/fixtures/tokenizers/<name>/.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -21,8 +21,8 @@ inline std::string TokenizerModelDir(const std::string& name) {
   namespace fs = std::filesystem;
   const std::string models = std::string(SFD_BINARY_DIR) + "/tokenizer_models";
   if (!fs::exists(models + "/.done")) {
-    const std::string cmd =
-        absl::StrCat("bash '", SFD_SOURCE_DIR, "/tests/oracle/fetch_tokenizers.sh' '", models, "' >/dev/null");
+    const std::string cmd = absl::StrCat(
+        "bash '", SFD_SOURCE_DIR, "/tests/oracle/fetch_tokenizers.sh' '", models, "' >/dev/null");
     if (std::system(cmd.c_str()) != 0) return "";
   }
   const fs::path dir = fs::path(models) / "model_dirs" / name;
@@ -31,7 +31,8 @@ inline std::string TokenizerModelDir(const std::string& name) {
   const fs::path tj = dir / "tokenizer.json", tc = dir / "tokenizer_config.json";
   if (!fs::exists(tj)) fs::copy_file(fs::path(models) / name / "tokenizer.json", tj, ec);
   if (!fs::exists(tc))
-    fs::copy_file(fs::path(SFD_FIXTURES_DIR) / "tokenizers" / name / "tokenizer_config.json", tc, ec);
+    fs::copy_file(fs::path(SFD_FIXTURES_DIR) / "tokenizers" / name / "tokenizer_config.json", tc,
+                  ec);
   return fs::exists(tj) && fs::exists(tc) ? dir.string() : "";
 }
 

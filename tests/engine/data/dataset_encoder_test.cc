@@ -90,16 +90,20 @@ TEST(DatasetEncoderTest, CompletionAndAlpacaTrainOnlyTheAnswerAndEos) {
   auto prompt = *l.tok->Encode("Capital of France?", true);
   for (size_t t = 0; t < prompt.size(); ++t) EXPECT_EQ(d->trained[t], 0);
 
-  auto a = enc.Encode(Parse(R"({"instruction": "Add the numbers.", "input": "2, 2", "output": "4"})"));
+  auto a =
+      enc.Encode(Parse(R"({"instruction": "Add the numbers.", "input": "2, 2", "output": "4"})"));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(TrainedRuns(*l.tok, *a), std::vector<std::string>{"4<|im_end|>"});
   std::vector<int32_t> prompt_ids(a->ids.begin(), a->ids.end() - 2);
   EXPECT_EQ(*l.tok->Decode(prompt_ids, false),
-            "Below is an instruction that describes a task, paired with an input that provides further context. "
-            "Write a response that appropriately completes the request.\n\n### Instruction:\nAdd the numbers.\n\n"
+            "Below is an instruction that describes a task, paired with an input that provides "
+            "further context. "
+            "Write a response that appropriately completes the request.\n\n### Instruction:\nAdd "
+            "the numbers.\n\n"
             "### Input:\n2, 2\n\n### Response:\n");
   EXPECT_EQ(AlpacaPrompt("Say hi.", ""),
-            "Below is an instruction that describes a task. Write a response that appropriately completes the "
+            "Below is an instruction that describes a task. Write a response that appropriately "
+            "completes the "
             "request.\n\n### Instruction:\nSay hi.\n\n### Response:\n");
 
   DatasetEncoder all(l.tok.get(), nullptr, l.config, TrainOn::kAll, 2048);
@@ -113,7 +117,8 @@ TEST(DatasetEncoderTest, TruncationAndNoTarget) {
   Loaded l = Load("qwen3");
   ASSERT_TRUE(l.tok);
   DatasetEncoder enc(l.tok.get(), nullptr, l.config, TrainOn::kCompletions, 6);
-  auto d = enc.Encode(Parse(R"({"prompt": "one two three four five six seven eight", "completion": "nine"})"));
+  auto d = enc.Encode(
+      Parse(R"({"prompt": "one two three four five six seven eight", "completion": "nine"})"));
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(d->truncated);
   EXPECT_EQ(d->ids.size(), 6u);
@@ -184,7 +189,8 @@ TEST_P(MessagesMaskTest, AssistantTurnsExactly) {
   while (std::getline(cases, line)) {
     ++n;
     json c = json::parse(line);
-    if (c.contains("error") || c["add_generation_prompt"].get<bool>() || c.contains("kwargs") || !c.contains("ids"))
+    if (c.contains("error") || c["add_generation_prompt"].get<bool>() || c.contains("kwargs") ||
+        !c.contains("ids"))
       continue;
     const json& msgs = c["messages"];
     if (msgs.back()["role"] != "assistant") continue;
@@ -205,11 +211,15 @@ TEST_P(MessagesMaskTest, AssistantTurnsExactly) {
         const std::string& c_i = contents[i];
         size_t think_end = c_i.rfind("</think>");
         std::string answer = think_end == std::string::npos ? c_i : c_i.substr(think_end + 8);
-        answer.erase(0, answer.find_first_not_of('\n') == std::string::npos ? answer.size() : answer.find_first_not_of('\n'));
+        answer.erase(0, answer.find_first_not_of('\n') == std::string::npos
+                            ? answer.size()
+                            : answer.find_first_not_of('\n'));
         const std::string suffix = answer + "<|im_end|>";
         ASSERT_GE(runs[i].size(), suffix.size()) << "case " << n;
-        EXPECT_EQ(runs[i].substr(runs[i].size() - suffix.size()), suffix) << "case " << n << " turn " << i;
-        if (i + 1 == runs.size()) EXPECT_EQ(runs[i].rfind("<think>\n", 0), 0u) << "case " << n << ": " << runs[i];
+        EXPECT_EQ(runs[i].substr(runs[i].size() - suffix.size()), suffix)
+            << "case " << n << " turn " << i;
+        if (i + 1 == runs.size())
+          EXPECT_EQ(runs[i].rfind("<think>\n", 0), 0u) << "case " << n << ": " << runs[i];
       } else if (std::string(tc.tokenizer) == "llama2") {
         // SentencePiece decode drops the leading space of a run's first piece, and a piece that
         // straddles "[/INST]" and the content (e.g. "]<") belongs to the turn.
@@ -226,21 +236,23 @@ TEST_P(MessagesMaskTest, AssistantTurnsExactly) {
   EXPECT_GE(checked, 8) << tc.name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Templates, MessagesMaskTest,
-                         ::testing::Values(TemplateCase{"llama3", "llama3_1"}, TemplateCase{"llama3.2", "llama3_1"},
-                                           TemplateCase{"qwen2.5", "qwen3"}, TemplateCase{"qwen3", "qwen3"},
-                                           TemplateCase{"mistral", "llama2"}, TemplateCase{"mistral-nemo", "llama2"}),
-                         [](const auto& info) {
-                           std::string n = info.param.name;
-                           for (auto& ch : n)
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Templates, MessagesMaskTest,
+    ::testing::Values(TemplateCase{"llama3", "llama3_1"}, TemplateCase{"llama3.2", "llama3_1"},
+                      TemplateCase{"qwen2.5", "qwen3"}, TemplateCase{"qwen3", "qwen3"},
+                      TemplateCase{"mistral", "llama2"}, TemplateCase{"mistral-nemo", "llama2"}),
+    [](const auto& info) {
+      std::string n = info.param.name;
+      for (auto& ch : n)
+        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return n;
+    });
 
 TEST(MessagesMaskTest, WeightZeroAndTrainOnAll) {
   Loaded l = Load("qwen3");
   ASSERT_TRUE(l.tok);
-  auto tmpl = ChatTemplate::FromSource(*ChatTemplate::Builtin("qwen2.5"), "qwen2.5", l.config.ContextTokens());
+  auto tmpl = ChatTemplate::FromSource(*ChatTemplate::Builtin("qwen2.5"), "qwen2.5",
+                                       l.config.ContextTokens());
   ASSERT_TRUE(tmpl.ok());
   const std::string row = R"({"messages": [{"role": "user", "content": "Hi"},
       {"role": "assistant", "content": "Bad answer.", "weight": 0},
@@ -265,10 +277,12 @@ TEST(MessagesMaskTest, WeightZeroAndTrainOnAll) {
 TEST(MessagesMaskTest, TemplateErrorsAreReported) {
   Loaded l = Load("llama2");
   ASSERT_TRUE(l.tok);
-  auto tmpl = ChatTemplate::FromSource(*ChatTemplate::Builtin("mistral"), "mistral", l.config.ContextTokens());
+  auto tmpl = ChatTemplate::FromSource(*ChatTemplate::Builtin("mistral"), "mistral",
+                                       l.config.ContextTokens());
   ASSERT_TRUE(tmpl.ok());
   DatasetEncoder enc(l.tok.get(), tmpl->get(), l.config, TrainOn::kCompletions, 4096);
-  auto d = enc.Encode(Parse(R"({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+  auto d = enc.Encode(
+      Parse(R"({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
                                              {"role": "assistant", "content": "A"}]})"));
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("alternate"), std::string::npos) << d.status();

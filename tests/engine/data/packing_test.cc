@@ -25,7 +25,9 @@ TEST(PackBestFitDecreasingTest, KnownExample) {
   std::vector<int32_t> lens = {3, 7, 2, 6, 4};
   PackPlan p = PackBestFitDecreasing(lens, 10);
   ASSERT_EQ(p.num_rows(), 3);
-  auto row = [&](int r) { return std::vector<int64_t>(p.doc.begin() + p.row_begin[r], p.doc.begin() + p.row_begin[r + 1]); };
+  auto row = [&](int r) {
+    return std::vector<int64_t>(p.doc.begin() + p.row_begin[r], p.doc.begin() + p.row_begin[r + 1]);
+  };
   EXPECT_EQ(row(0), (std::vector<int64_t>{1, 0}));
   EXPECT_EQ(row(1), (std::vector<int64_t>{3, 4}));
   EXPECT_EQ(row(2), (std::vector<int64_t>{2}));
