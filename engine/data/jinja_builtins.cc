@@ -338,7 +338,7 @@ absl::StatusOr<Value> DictMethod(const Value& d, const std::string& name, const 
   const auto& items = d.as_dict().items;
   if (name == "items") {
     ValueList out;
-    for (const auto& kv : items) out.push_back(Value::List({Value::String(kv.first), kv.second}));
+    for (const auto& kv : items) out.push_back(Value::Tuple({Value::String(kv.first), kv.second}));
     return Value::List(std::move(out));
   }
   if (name == "keys") {

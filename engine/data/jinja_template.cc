@@ -433,7 +433,8 @@ class Evaluator {
           SFD_ASSIGN_OR_RETURN(Value v, Eval(*a));
           items.push_back(std::move(v));
         }
-        return Value::List(std::move(items));
+        return e.kind == ExprKind::kTuple ? Value::Tuple(std::move(items))
+                                          : Value::List(std::move(items));
       }
       case ExprKind::kDict: {
         auto d = std::make_shared<ValueDict>();

@@ -59,6 +59,11 @@ Value Value::List(ValueList items) {
   v.list_ = std::make_shared<ValueList>(std::move(items));
   return v;
 }
+Value Value::Tuple(ValueList items) {
+  Value v = List(std::move(items));
+  v.tuple_ = true;
+  return v;
+}
 Value Value::Dict(std::shared_ptr<ValueDict> d) {
   Value v;
   v.kind_ = Kind::kDict;
@@ -345,11 +350,12 @@ std::string Value::Repr() const {
     case Kind::kString:
       return PyStrRepr(*s_);
     case Kind::kList: {
-      std::string out = "[";
+      std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) {
         if (i) out += ", ";
         out += (*list_)[i].Repr();
       }
+      if (tuple_) return out + (list_->size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Kind::kDict: {
@@ -392,7 +398,7 @@ bool Value::Equals(const Value& o) const {
     case Kind::kString:
       return *s_ == *o.s_;
     case Kind::kList: {
-      if (list_->size() != o.list_->size()) return false;
+      if (tuple_ != o.tuple_ || list_->size() != o.list_->size()) return false;
       for (size_t i = 0; i < list_->size(); ++i)
         if (!(*list_)[i].Equals((*o.list_)[i])) return false;
       return true;

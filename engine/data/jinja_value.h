@@ -43,6 +43,7 @@ class Value {
   static Value Float(double d);
   static Value String(std::string s);
   static Value List(ValueList items);
+  static Value Tuple(ValueList items);  // a list that prints as Python's (a, b)
   static Value Dict(std::shared_ptr<ValueDict> d);
   static Value EmptyDict();
   static Value Func(Function f);
@@ -60,6 +61,7 @@ class Value {
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_dict() const { return kind_ == Kind::kDict; }
   bool is_function() const { return kind_ == Kind::kFunction; }
+  bool is_tuple() const { return tuple_; }
 
   bool as_bool() const { return b_; }
   int64_t as_int() const { return i_; }
@@ -86,6 +88,7 @@ class Value {
 
  private:
   Kind kind_ = Kind::kUndefined;
+  bool tuple_ = false;
   bool b_ = false;
   int64_t i_ = 0;
   double d_ = 0;
