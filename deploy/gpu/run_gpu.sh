@@ -25,7 +25,12 @@ fi
 if [[ $stages == *" test "* ]]; then
   log test
   for t in engine_io_tests engine_optim_tests engine_trainer_tests; do
-    $BUILD/tests/$t > "$OUT/$t.log" 2>&1; echo "$t rc=$?"; grep -E "PASSED|FAILED|SKIPPED" "$OUT/$t.log" | tail -8
+    $BUILD/tests/$t > "$OUT/$t.log" 2>&1; rc=$?; echo "$t rc=$rc"; grep -E "PASSED|FAILED|SKIPPED" "$OUT/$t.log" | tail -8
+    if [ $rc -ge 128 ]; then  # crashed: get a backtrace (no gdb there; cuda-gdb debugs host code)
+      last=$(grep "^\[ RUN" "$OUT/$t.log" | tail -1 | awk '{print $4}')
+      cuda-gdb -batch -ex run -ex bt --args $BUILD/tests/$t --gtest_filter="$last" > "$OUT/$t.gdb.log" 2>&1
+      grep -E "^#|signal" "$OUT/$t.gdb.log" | head -30
+    fi
   done
 fi
 if [[ $stages == *" parity "* ]]; then

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "engine/trainer/trainer_spec.h"
 
 namespace sfd {
@@ -49,5 +50,9 @@ struct JobSpec {
   std::string output_dir;
   EngineSpec engine;
 };
+
+// Checks every field JobRunner relies on; the error names the field as job.yaml spells it
+// (e.g. "training.micro_batch_size must be >= 1"). Defined in job_spec_validate.cc.
+absl::Status ValidateJobSpec(const JobSpec& spec);
 
 }  // namespace sfd

@@ -56,6 +56,9 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop;
     SFD_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
     name_ = prop.name;
+    // torch initialises CUDA (context, caching allocator) lazily on first use; do it now so
+    // the allocator's stats calls are valid before our first allocation.
+    (void)at::empty({1}, at::TensorOptions().device(device()));
   }
   ~CudaBackend() override { Synchronize(); }
 

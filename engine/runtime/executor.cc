@@ -13,7 +13,6 @@
 namespace sfd {
 namespace {
 
-constexpr int kStagingBuffers = 3;
 constexpr int kGradBuffers = 2;
 
 double Now() {
@@ -92,13 +91,7 @@ absl::Status Executor::Allocate() {
   SFD_ASSIGN_OR_RETURN(head_w_, device(head_numel, dt));
   SFD_ASSIGN_OR_RETURN(embed_grad_, device(embed_numel, at::kFloat));
   SFD_ASSIGN_OR_RETURN(head_grad_, device(head_numel, at::kFloat));
-  const int64_t largest = std::max({layer_numel, embed_numel, head_numel});
-  const int64_t staging = std::min(options_.staging_elems, largest);
-  for (int r = 0; r < kStagingBuffers; ++r) {
-    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(staging, dt));
-    staging_.push_back(b);
-    staging_done_.push_back(backend_->NewEvent());
-  }
+  const int64_t staging = std::min(options_.staging_elems, std::max(embed_numel, head_numel));
   for (int r = 0; r < kGradBuffers; ++r) {
     SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(layer_numel, dt));
     grad_pinned_.push_back(b);
@@ -175,24 +168,10 @@ void Executor::StageLoad(const SlotLoad& load, int index) {
     lock.unlock();
     backend_->StreamWait(StreamId::kH2D, *slots_[load.slot].released);
   }
-  at::Tensor dst = DeviceWeights(load.unit, load.slot);
-  const float* master = (*host_)[load.unit].master.data_ptr<float>();
-  const int64_t numel = (*host_)[load.unit].numel();
-  const int64_t chunk = staging_[0].numel();
-  for (int64_t off = 0; off < numel; off += chunk) {
-    const int64_t n = std::min(chunk, numel - off);
-    const int r = next_staging_;
-    next_staging_ = (next_staging_ + 1) % kStagingBuffers;
-    staging_done_[r]->Synchronize();
-    at::Tensor buf = staging_[r].narrow(0, 0, n);
-    if (options_.compute_dtype == at::kFloat) {
-      std::memcpy(buf.data_ptr<float>(), master + off, n * sizeof(float));
-    } else {
-      io_->FloatToBf16(master + off, reinterpret_cast<uint16_t*>(buf.data_ptr()), n);
-    }
-    backend_->Copy(dst.narrow(0, off, n), buf, StreamId::kH2D);
-    staging_done_[r]->Record(StreamId::kH2D);
-  }
+  const HostUnit& h = (*host_)[load.unit];
+  // bf16: the pinned mirror the optimizer wrote; fp32 compute: the master itself.
+  backend_->Copy(DeviceWeights(load.unit, load.slot), h.mirror.defined() ? h.mirror : h.master,
+                 StreamId::kH2D);
   load_events_[index]->Record(StreamId::kH2D);
 }
 
@@ -271,6 +250,17 @@ void Executor::EnqueueGradD2H(int unit, int slot, bool first, PassStats* stats) 
   cv_.notify_all();
 }
 
+void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
+  Slot& s = slots_[slot];
+  grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->Copy((*host_)[unit].mirror, s.grads, StreamId::kD2H);
+  s.grad_copied->Record(StreamId::kD2H);
+  stats->d2h_bytes += s.grads.nbytes();
+}
+
 // ---------------------------------------------------------------- main thread
 
 absl::Status Executor::Validate(const TokenBatch& b) const {
@@ -325,7 +315,8 @@ absl::StatusOr<Executor::MicroBatch> Executor::Upload(const TokenBatch& b) {
 }
 
 absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, Mode mode,
-                                        double grad_scale, int64_t version, at::Tensor* logits) {
+                                        double grad_scale, int64_t version, bool direct,
+                                        at::Tensor* logits) {
   SFD_RETURN_IF_ERROR(failure());
   if (batches.empty()) return absl::InvalidArgumentError("no micro-batches given");
   for (size_t i = 0; i < batches.size(); ++i) {
@@ -366,6 +357,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     if (train) {
       embed_grad_.zero_();
       head_grad_.zero_();
+      grad_sumsq_ = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(backend_->device()));
     }
     MicroBatch mb;
     int current_mb = -1;
@@ -431,7 +423,11 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         dx = DecoderLayerBackward(config_, layer_layout, slot.weights, saved[ref.layer], dx, mb.attn,
                                   slot.grads);
         saved[ref.layer] = at::Tensor();
-        EnqueueGradD2H(use.unit, use.slot, use.micro_batch == 0, &stats);
+        if (direct) {
+          DirectGradD2H(use.unit, use.slot, &stats);
+        } else {
+          EnqueueGradD2H(use.unit, use.slot, use.micro_batch == 0, &stats);
+        }
       } else if (ref.kind == UnitKind::kEmbedding) {  // backward
         embed_grad_.narrow(0, 0, vocab * d).view({vocab, d})
             .index_add_(0, mb.ids.reshape({-1}), dx.reshape({-1, d}).to(at::kFloat));
@@ -451,6 +447,10 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return drains_pending_ == 0 || !failure_.ok(); });
       if (!failure_.ok()) return;
+    }
+    if (train && direct) {
+      grad_sumsq_ += embed_grad_.square().sum() + head_grad_.square().sum();
+      stats.grad_sumsq = grad_sumsq_.item<double>();
     }
     if (train) {  // embedding and head grads: fp32 device accumulators -> host grads
       std::unique_ptr<Event> ready = backend_->NewEvent();
@@ -485,18 +485,21 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
 }
 
 absl::StatusOr<PassStats> Executor::Train(const std::vector<TokenBatch>& batches, double grad_scale,
-                                          int64_t version) {
-  return Run(batches, Mode::kTrain, grad_scale, version, nullptr);
+                                          int64_t version, bool direct) {
+  if (direct && (batches.size() != 1 || options_.compute_dtype != at::kBFloat16)) {
+    return absl::InternalError("direct gradient mode needs bf16 compute and one micro-batch");
+  }
+  return Run(batches, Mode::kTrain, grad_scale, version, direct, nullptr);
 }
 
 absl::StatusOr<PassStats> Executor::Evaluate(const std::vector<TokenBatch>& batches,
                                              int64_t version) {
-  return Run(batches, Mode::kEval, 0, version, nullptr);
+  return Run(batches, Mode::kEval, 0, version, false, nullptr);
 }
 
 absl::StatusOr<at::Tensor> Executor::Logits(const TokenBatch& batch, int64_t version) {
   at::Tensor logits;
-  SFD_RETURN_IF_ERROR(Run({batch}, Mode::kLogits, 0, version, &logits).status());
+  SFD_RETURN_IF_ERROR(Run({batch}, Mode::kLogits, 0, version, false, &logits).status());
   return logits;
 }
 

@@ -1,17 +1,19 @@
 // Executor: walks a Schedule on a Backend. The main thread issues compute (embedding, decoder
-// layers, head) on the compute stream; a stager thread turns each planned load into fp32->
-// compute-dtype conversion into a pinned staging ring plus async H2D copies into the unit's
-// device slot (waiting, device-side, for the slot's previous occupant's last use); a drain
-// thread waits for each layer's gradient D2H into a pinned ring and accumulates it into the
-// unit's fp32 host grad. Compute never waits on the host except for loads not yet issued.
+// layers, head) on the compute stream; a stager thread issues each planned load as one async
+// H2D copy from the unit's pinned bf16 mirror (fp32 compute: from the master) into the unit's
+// device slot, once the optimizer has produced that unit's weights and (device-side) the
+// slot's previous occupant has had its last use. Layer gradients go back D2H:
+//  - direct mode (bf16, one micro-batch per step): straight into the layer's mirror, which the
+//    next update consumes in place; their sum of squares is accumulated on the device.
+//  - accumulate mode: into a pinned ring that the drain thread adds into fp32 host grads.
+// Compute never waits on the host except for loads not yet issued.
 //
 // Device buffers (tier: device, compute dtype unless noted):
 //   slot k: weights [layer numel], grads [layer numel]           (k < num_slots)
 //   embedding weights [V*d]; head weights [head numel]
 //   embedding grad, head grad: fp32, accumulated over the step's micro-batches
-// Pinned buffers (tier: pinned host): staging ring (kStagingBuffers x staging_elems, compute
-// dtype), grad ring (kGradBuffers x layer numel, compute dtype), one fp32 chunk for the
-// embedding/head grads.
+// Pinned buffers: grad ring (kGradBuffers x layer numel, compute dtype; accumulate mode only),
+// one fp32 chunk [staging_elems] for the embedding/head grads.
 #pragma once
 
 #include <atomic>
@@ -57,6 +59,9 @@ struct PassStats {
   double stall_weights_seconds = 0;
   double stall_optimizer_seconds = 0;
   double stall_drain_seconds = 0;
+  // Direct mode: sum of squares of the whole step's gradient, computed on the device
+  // (-1 when the gradient is in the fp32 host arenas instead).
+  double grad_sumsq = -1;
 };
 
 class Executor {
@@ -69,10 +74,11 @@ class Executor {
                                                           const ExecutorOptions& options);
   ~Executor();
 
-  // Forward + backward of every micro-batch with weights of `version`; host grads are
-  // overwritten with the step's accumulated gradient of loss = ce_sum * grad_scale.
+  // Forward + backward of every micro-batch with weights of `version`. The step's gradient
+  // of loss = ce_sum * grad_scale lands in the layers' mirrors when `direct` (bf16 compute,
+  // one micro-batch; see the header comment), else in the fp32 host grads (overwritten).
   absl::StatusOr<PassStats> Train(const std::vector<TokenBatch>& batches, double grad_scale,
-                                  int64_t version);
+                                  int64_t version, bool direct);
   // Forward only; returns the CE sum over target tokens.
   absl::StatusOr<PassStats> Evaluate(const std::vector<TokenBatch>& batches, int64_t version);
   // Full logits fp32 [rows*seq, vocab] on the host.
@@ -96,7 +102,7 @@ class Executor {
 
   enum class Mode { kTrain, kEval, kLogits };
   absl::StatusOr<PassStats> Run(const std::vector<TokenBatch>& batches, Mode mode,
-                                double grad_scale, int64_t version, at::Tensor* logits);
+                                double grad_scale, int64_t version, bool direct, at::Tensor* logits);
   absl::Status Validate(const TokenBatch& batch) const;
   absl::StatusOr<MicroBatch> Upload(const TokenBatch& batch);
   at::Tensor DeviceWeights(int unit, int slot) const;
@@ -107,6 +113,7 @@ class Executor {
   // Drain thread.
   void DrainLoop();
   void EnqueueGradD2H(int unit, int slot, bool first_micro_batch, PassStats* stats);
+  void DirectGradD2H(int unit, int slot, PassStats* stats);
 
   void Fail(const absl::Status& s);
   absl::Status failure();
@@ -117,14 +124,12 @@ class Executor {
   std::vector<HostUnit>* host_;
   CpuAdamW* io_;
   ExecutorOptions options_;
+  at::Tensor grad_sumsq_;  // fp32 scalar, device: direct-mode gradient sum of squares
   at::Tensor inv_freq_;
   int64_t device_bytes_ = 0;
 
   std::vector<Slot> slots_;
   at::Tensor embed_w_, head_w_, embed_grad_, head_grad_;
-  std::vector<at::Tensor> staging_;
-  std::vector<std::unique_ptr<Event>> staging_done_;
-  int next_staging_ = 0;  // stager thread only
   std::vector<at::Tensor> grad_pinned_;
   std::vector<std::unique_ptr<Event>> grad_pinned_done_;
   std::vector<bool> grad_pinned_busy_;

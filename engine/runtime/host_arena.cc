@@ -1,16 +1,28 @@
 #include "engine/runtime/host_arena.h"
 
+#include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
 
 namespace sfd {
 
-int64_t HostUnitBytes(const ModelLayout& layout) {
+int64_t MirrorBytes(const ModelLayout& layout) {
   int64_t n = 0;
   for (int u = 0; u < layout.num_units(); ++u) n += layout.layout(u).numel();
-  return n * 4 * static_cast<int64_t>(sizeof(float));
+  return n * 2;
 }
 
-absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout) {
+int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads) {
+  int64_t bytes = 0;
+  for (int u = 0; u < layout.num_units(); ++u) {
+    const int64_t n = layout.layout(u).numel();
+    const bool grad = all_grads || layout.unit(u).kind != UnitKind::kDecoderLayer;
+    bytes += n * 4 * (3 + (grad ? 1 : 0));
+  }
+  return bytes + (bf16_mirror ? MirrorBytes(layout) : 0);
+}
+
+absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
+                                                        bool bf16_mirror, bool all_grads) {
   std::vector<HostUnit> units(layout.num_units());
   absl::Status st = compat::CatchTorch("allocating host arenas", [&] {
     for (int u = 0; u < layout.num_units(); ++u) {
@@ -18,11 +30,27 @@ absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layou
       units[u].master = at::zeros({n}, at::kFloat);
       units[u].m = at::zeros({n}, at::kFloat);
       units[u].v = at::zeros({n}, at::kFloat);
-      units[u].grad = at::zeros({n}, at::kFloat);
+      if (all_grads || layout.unit(u).kind != UnitKind::kDecoderLayer) {
+        units[u].grad = at::zeros({n}, at::kFloat);
+      }
     }
   });
   if (!st.ok()) return absl::ResourceExhaustedError(std::string(st.message()));
+  if (bf16_mirror) {
+    for (int u = 0; u < layout.num_units(); ++u) {
+      SFD_ASSIGN_OR_RETURN(units[u].mirror, backend->AllocPinned(layout.layout(u).numel(), at::kBFloat16));
+    }
+  }
   return units;
+}
+
+absl::Status EnsureGradArenas(std::vector<HostUnit>* units) {
+  absl::Status st = compat::CatchTorch("allocating gradient arenas", [&] {
+    for (HostUnit& h : *units)
+      if (!h.grad.defined()) h.grad = at::zeros({h.numel()}, at::kFloat);
+  });
+  if (!st.ok()) return absl::ResourceExhaustedError(std::string(st.message()));
+  return absl::OkStatus();
 }
 
 }  // namespace sfd

@@ -1,6 +1,15 @@
-// HostUnit: one unit's flat fp32 arenas in host memory (ordinary, pageable), laid out by the
-// unit's UnitLayout: master weights, AdamW first/second moments, and the gradient accumulated
-// over the micro-batches of one optimizer step. All fp32 [layout.numel()], tier: host.
+// HostUnit: one unit's flat arenas in host memory, laid out by the unit's UnitLayout:
+//   master  fp32 [numel]  host     master weights
+//   m, v    fp32 [numel]  host     AdamW exp_avg / exp_avg_sq
+//   mirror  bf16 [numel]  pinned   (bf16 compute only) the weights as the device needs them:
+//                                  written by the AdamW update, read by every H2D load. For
+//                                  decoder layers in a step without gradient accumulation it
+//                                  also receives the layer's bf16 gradient by D2H after the
+//                                  layer's last load of the step, and the next update consumes
+//                                  it in place (grad in, new bf16 weights out).
+//   grad    fp32 [numel]  host     gradient accumulated over a step's micro-batches; always
+//                                  for the embedding/head, for decoder layers only once a step
+//                                  with several micro-batches (or fp32 compute) needs it.
 #pragma once
 
 #include <cstdint>
@@ -10,21 +19,24 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_layout.h"
+#include "engine/runtime/backend.h"
 
 namespace sfd {
 
 struct HostUnit {
-  at::Tensor master;  // fp32 [numel] host
-  at::Tensor m;       // fp32 [numel] host (exp_avg)
-  at::Tensor v;       // fp32 [numel] host (exp_avg_sq)
-  at::Tensor grad;    // fp32 [numel] host
+  at::Tensor master, m, v, mirror, grad;
   int64_t numel() const { return master.numel(); }
 };
 
-// Allocates zeroed arenas for every unit of `layout` (padding stays zero forever).
-absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout);
+// Allocates zeroed master/m/v for every unit, a pinned bf16 mirror per unit when
+// `mirror_dtype` is bf16, and fp32 grads for the embedding/head (all units if `all_grads`).
+absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
+                                                        bool bf16_mirror, bool all_grads);
+// Allocates the fp32 grad arena of every unit that lacks one.
+absl::Status EnsureGradArenas(std::vector<HostUnit>* units);
 
-// Bytes AllocateHostUnits will take.
-int64_t HostUnitBytes(const ModelLayout& layout);
+// Host bytes (pageable, pinned) AllocateHostUnits will take.
+int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads);
+int64_t MirrorBytes(const ModelLayout& layout);
 
 }  // namespace sfd

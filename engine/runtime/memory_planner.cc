@@ -55,9 +55,16 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // (qkv, attention output, MLP intermediates ~ 4 * intermediate + 6 * hidden per token in
   // compute dtype, doubled for autograd recompute) and one LM-head chunk of fp32 logits.
   const int64_t t = in.tokens_per_micro_batch;
+  // LM-head chunk: fp32 logits [chunk, V] plus its gradient; under a device budget keep the
+  // pair within 1/8 of it.
+  int64_t chunk = e.lm_head_chunk_tokens;
+  if (e.device_memory_budget > 0) {
+    const int64_t fit = e.device_memory_budget / 8 / (c.vocab_size * 8);
+    chunk = std::clamp<int64_t>(fit / 256 * 256, 256, chunk);
+  }
   const int64_t saved = static_cast<int64_t>(L) * t * c.hidden_size * es;
   const int64_t working = 2 * t * (4 * c.intermediate_size + 8 * c.hidden_size) * es +
-                          std::min<int64_t>(e.lm_head_chunk_tokens, t) * c.vocab_size * 4 * 2;
+                          std::min<int64_t>(chunk, t) * c.vocab_size * 4 * 2;
   const int64_t per_slot = 2 * layer * es;  // weights + grads
 
   int slots = e.window_slots;
@@ -83,10 +90,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.window_slots = slots;
   p.resident_layers = slots == L ? L : 0;
   p.activations_on_device = true;
+  p.lm_head_chunk_tokens = chunk;
   p.need.device = fixed + slots * per_slot + saved + working;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
-  p.need.pinned = 3 * staging * es + 2 * layer * es + staging * 4;
-  p.need.host = HostUnitBytes(layout);
+  const bool bf16 = es == 2;
+  p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0);
+  p.need.host = HostUnitBytes(layout, bf16, !bf16) - (bf16 ? MirrorBytes(layout) : 0);
   p.available.device = in.device_free;
   p.available.host = in.host_available;
 
@@ -95,7 +104,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << " layers; device " << in.device_name << ": " << slots << " layer slot(s) of " << L
     << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
     << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations), "
-    << Gib(p.need.pinned) << " pinned, " << Gib(p.need.host) << " host (fp32 master+m+v+grad)";
+    << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
+    << " host (fp32 master+m+v, embedding/head grads)";
   p.summary = s.str();
 
   if (in.cuda) {

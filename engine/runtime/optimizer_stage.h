@@ -18,14 +18,17 @@ namespace sfd {
 
 class OptimizerStage {
  public:
-  OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam);
+  // `is_layer[u]`: unit u is a decoder layer.
+  OptimizerStage(std::vector<HostUnit>* host, std::vector<bool> is_layer, CpuAdamW* adam);
   ~OptimizerStage();
   OptimizerStage(const OptimizerStage&) = delete;
   OptimizerStage& operator=(const OptimizerStage&) = delete;
 
   // Starts updating every unit with `hp`; each unit's version becomes hp.step when done.
-  // The previous launch must have finished (WaitAll) — callers guarantee it by construction.
-  void Launch(const AdamWStep& hp);
+  // Gradients come from the fp32 `grad` arena, or — for decoder layers when
+  // `layer_grads_in_mirror` — from the bf16 `mirror`, which the update then overwrites in
+  // place with the new bf16 weights. Units with a mirror always get their bf16 weights there.
+  void Launch(const AdamWStep& hp, bool layer_grads_in_mirror);
   void WaitUnit(int unit, int64_t version);
   bool UnitDone(int unit, int64_t version);
   void WaitAll();
@@ -37,6 +40,7 @@ class OptimizerStage {
   void Loop();
 
   std::vector<HostUnit>* host_;
+  std::vector<bool> is_layer_;
   CpuAdamW* adam_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -44,6 +48,7 @@ class OptimizerStage {
   bool pending_ = false;
   bool stop_ = false;
   AdamWStep hp_;
+  bool grads_in_mirror_ = false;
   double last_seconds_ = 0;
   std::thread thread_;
 };

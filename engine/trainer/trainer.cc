@@ -78,6 +78,14 @@ struct Trainer::Impl {
   std::unique_ptr<OptimizerStage> optimizer;
   std::unique_ptr<Executor> executor;
   int64_t step = 0;
+
+  // bf16 mirrors := bf16(master), e.g. after loading weights or optimizer state.
+  void RefreshMirrors() {
+    for (HostUnit& h : host)
+      if (h.mirror.defined())
+        adam->FloatToBf16(h.master.data_ptr<float>(), reinterpret_cast<uint16_t*>(h.mirror.data_ptr()),
+                          h.numel());
+  }
 };
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -122,7 +130,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   pin.engine = &spec.engine;
   SFD_ASSIGN_OR_RETURN(m->plan, PlanMemory(pin));
 
-  SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout));
+  const bool bf16 = m->dtype == at::kBFloat16;
+  SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16));
   m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads);
   for (int u = 0; u < layout.num_units(); ++u) {
     float* master = m->host[u].master.data_ptr<float>();
@@ -136,11 +145,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     }
   }
   m->io = std::make_unique<CpuAdamW>(std::max(1, m->adam->num_threads() / 4));
-  m->optimizer = std::make_unique<OptimizerStage>(&m->host, m->adam.get());
+  m->RefreshMirrors();
+  std::vector<bool> is_layer(layout.num_units());
+  for (int u = 0; u < layout.num_units(); ++u) is_layer[u] = layout.unit(u).kind == UnitKind::kDecoderLayer;
+  m->optimizer = std::make_unique<OptimizerStage>(&m->host, std::move(is_layer), m->adam.get());
   ExecutorOptions eo;
   eo.compute_dtype = m->dtype;
   eo.num_slots = m->plan.window_slots;
-  eo.lm_head_chunk_tokens = spec.engine.lm_head_chunk_tokens;
+  eo.lm_head_chunk_tokens = m->plan.lm_head_chunk_tokens;
   OptimizerStage* stage = m->optimizer.get();
   eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };
@@ -167,14 +179,23 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   m.backend->ResetPeak();
   st.lr = LrAt(m.spec.schedule, m.spec.optimizer.lr, m.step);
 
-  // 1. Forward + backward of every micro-batch; fp32 grads land in the host arenas.
-  SFD_ASSIGN_OR_RETURN(PassStats pass, m.executor->Train(micro_batches, 1.0 / st.target_tokens, m.step));
+  // 1. Forward + backward of every micro-batch. Direct mode (bf16, no accumulation): layer
+  //    grads land in the bf16 mirrors and their norm is summed on the device; otherwise they
+  //    accumulate in fp32 host arenas.
+  const bool direct = m.dtype == at::kBFloat16 && micro_batches.size() == 1;
+  if (!direct) SFD_RETURN_IF_ERROR(EnsureGradArenas(&m.host));
+  SFD_ASSIGN_OR_RETURN(PassStats pass,
+                       m.executor->Train(micro_batches, 1.0 / st.target_tokens, m.step, direct));
 
   // 2. Exact global grad norm and clip coefficient (torch.nn.utils.clip_grad_norm_).
-  double sumsq = 0;
-  for (HostUnit& h : m.host) sumsq += m.adam->SumSquares(h.grad.data_ptr<float>(), h.numel());
+  double sumsq = pass.grad_sumsq;
+  if (!direct) {
+    sumsq = 0;
+    for (HostUnit& h : m.host) sumsq += m.adam->SumSquares(h.grad.data_ptr<float>(), h.numel());
+  }
   st.grad_norm = std::sqrt(sumsq);
   if (!std::isfinite(st.grad_norm)) {
+    if (direct) m.RefreshMirrors();  // the mirrors hold this step's grads: restore the weights
     return absl::InternalError("non-finite gradient norm at step " + std::to_string(m.step + 1) +
                                "; the update was skipped (lower the learning rate?)");
   }
@@ -190,7 +211,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   hp.weight_decay = static_cast<float>(m.spec.optimizer.weight_decay);
   hp.step = m.step + 1;
   hp.grad_scale = static_cast<float>(clip);
-  m.optimizer->Launch(hp);
+  m.optimizer->Launch(hp, direct);
   m.step += 1;
 
   st.step = m.step;
@@ -206,7 +227,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   const DeviceMemory dm = m.backend->Memory();
   st.peak.device = dm.peak;
   st.peak.pinned = m.backend->pinned_bytes();
-  st.peak.host = HostUnitBytes(*m.layout);
+  st.peak.host = HostUnitBytes(*m.layout, m.dtype == at::kBFloat16,
+                               m.host[m.layout->layer_unit(0)].grad.defined());
   st.host_rss = ProcessRss();
   int64_t seq = micro_batches.front().seq;
   st.model_flops = (6.0 * m.info.num_matmul_params + 6.0 * m.info.num_layers * m.info.hidden_size * seq) *
@@ -259,6 +281,7 @@ absl::Status Trainer::LoadState(const std::string& dir) {
   m.optimizer->WaitAll();
   SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host));
   m.step = step;
+  m.RefreshMirrors();
   m.optimizer->ResetVersions(step);
   return absl::OkStatus();
 }

@@ -23,6 +23,7 @@ struct MemoryPlan {
   int window_slots = 0;      // decoder-layer slots streamed through the device
   int resident_layers = 0;   // layers kept on the device for the whole run
   bool activations_on_device = true;
+  int64_t lm_head_chunk_tokens = 4096;  // tokens per LM-head/CE chunk (fp32 logits chunk)
   std::string summary;       // one human-readable paragraph
 };
 
