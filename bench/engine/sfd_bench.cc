@@ -6,7 +6,7 @@
 //             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--slots K] [--budget-gib X] [--timing-warmup N]
-//             [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--activations auto|device|host] [--save DIR] [--logits-out FILE] [--label NAME]
 // --batches: safetensors with int64 input_ids and labels [steps, accum, rows, seq] (HF
 // convention: labels unshifted, -100 ignored), as tests/golden/make_golden.py writes them.
 // Without it, tokens follow a random affine bigram rule per row, so the loss can fall.
@@ -123,6 +123,13 @@ int Run(const Args& a) {
   spec.engine.window_slots = std::stoi(a.Get("slots", "0"));
   spec.engine.device_memory_budget = static_cast<int64_t>(std::stod(a.Get("budget-gib", "0")) * (1 << 30));
   spec.engine.lm_head_chunk_tokens = std::stoll(a.Get("head-chunk", "4096"));
+  const std::string act = a.Get("activations", "auto");
+  spec.engine.activations = act == "host" ? ActivationPlacement::kHost
+                            : act == "device" ? ActivationPlacement::kDevice
+                                              : ActivationPlacement::kAuto;
+  if (!a.Has("batches")) {
+    spec.engine.max_tokens_per_micro_batch = std::stoll(a.Get("rows", "8")) * std::stoll(a.Get("seq", "1024"));
+  }
 
   std::vector<std::vector<TokenBatch>> batches;
   if (a.Has("batches")) {

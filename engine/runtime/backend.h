@@ -56,6 +56,9 @@ class Backend {
   // Async copy of `src` into `dst` (same numel and dtype, contiguous) on `stream`.
   virtual void Copy(const at::Tensor& dst, const at::Tensor& src, StreamId stream) = 0;
   virtual std::unique_ptr<StreamScope> Use(StreamId stream) = 0;
+  // Tells the device allocator that `t` is in use on `stream`, so its memory is not reused
+  // before the work queued there so far has finished (CUDA caching allocator semantics).
+  virtual void RecordStream(const at::Tensor& t, StreamId stream) = 0;
   virtual void Synchronize() = 0;  // all streams
 
   // Page-locked host memory (plain host memory on the CPU backend), freed with the tensor.

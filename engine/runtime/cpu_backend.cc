@@ -26,6 +26,7 @@ class CpuBackend final : public Backend {
   void Copy(const at::Tensor& dst, const at::Tensor& src, StreamId) override { dst.copy_(src); }
   std::unique_ptr<StreamScope> Use(StreamId) override { return std::make_unique<CpuScope>(); }
   void Synchronize() override {}
+  void RecordStream(const at::Tensor&, StreamId) override {}
 
   absl::StatusOr<at::Tensor> AllocPinned(int64_t numel, at::ScalarType dtype) override {
     pinned_ += numel * static_cast<int64_t>(c10::elementSize(dtype));

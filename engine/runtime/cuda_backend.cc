@@ -85,6 +85,9 @@ class CudaBackend final : public Backend {
   void Synchronize() override {
     for (auto& s : streams_) s.synchronize();
   }
+  void RecordStream(const at::Tensor& t, StreamId s) override {
+    c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream(s));
+  }
 
   absl::StatusOr<at::Tensor> AllocPinned(int64_t numel, at::ScalarType dtype) override {
     const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dtype);

@@ -250,6 +250,42 @@ void Executor::EnqueueGradD2H(int unit, int slot, bool first, PassStats* stats) 
   cv_.notify_all();
 }
 
+absl::Status Executor::EnsureActivationBuffers(int64_t elems) {
+  if (!act_pinned_.empty() && act_pinned_[0].numel() >= elems) return absl::OkStatus();
+  act_pinned_.clear();
+  for (int i = 0; i < layout_.num_layers(); ++i) {
+    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(elems, options_.compute_dtype));
+    act_pinned_.push_back(b);
+    if (static_cast<int>(act_d2h_done_.size()) <= i) {
+      act_d2h_done_.push_back(backend_->NewEvent());
+      act_h2d_done_.push_back(backend_->NewEvent());
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Executor::OffloadActivation(int layer, const at::Tensor& x) {
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->StreamWait(StreamId::kD2H, *act_h2d_done_[layer]);  // previous micro-batch's prefetch
+  backend_->Copy(act_pinned_[layer].narrow(0, 0, x.numel()), x.reshape({-1}), StreamId::kD2H);
+  backend_->RecordStream(x, StreamId::kD2H);
+  act_d2h_done_[layer]->Record(StreamId::kD2H);
+}
+
+at::Tensor Executor::PrefetchActivation(int layer, at::IntArrayRef shape) {
+  at::Tensor dev = at::empty(shape, at::TensorOptions().dtype(options_.compute_dtype).device(backend_->device()));
+  std::unique_ptr<Event> allocated = backend_->NewEvent();
+  allocated->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kH2D, *allocated);
+  backend_->StreamWait(StreamId::kH2D, *act_d2h_done_[layer]);
+  backend_->Copy(dev.view({-1}), act_pinned_[layer].narrow(0, 0, dev.numel()), StreamId::kH2D);
+  backend_->RecordStream(dev, StreamId::kH2D);
+  act_h2d_done_[layer]->Record(StreamId::kH2D);
+  return dev;
+}
+
 void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
   Slot& s = slots_[slot];
   grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
@@ -275,6 +311,12 @@ absl::Status Executor::Validate(const TokenBatch& b) const {
                                       std::to_string(b.targets.size()) + "/" +
                                       std::to_string(b.position_ids.size()) + "/" +
                                       std::to_string(b.segment_ids.size()) + " entries");
+  }
+  if (options_.max_tokens_per_micro_batch > 0 && n > options_.max_tokens_per_micro_batch) {
+    return absl::ResourceExhaustedError(
+        "micro-batch of " + std::to_string(n) + " tokens exceeds the " +
+        std::to_string(options_.max_tokens_per_micro_batch) +
+        " tokens per micro-batch the memory plan was made for");
   }
   const int64_t vocab = config_.vocab_size;
   for (int64_t i = 0; i < n; ++i) {
@@ -321,12 +363,18 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   if (batches.empty()) return absl::InvalidArgumentError("no micro-batches given");
   for (size_t i = 0; i < batches.size(); ++i) {
     absl::Status v = Validate(batches[i]);
-    if (!v.ok()) return absl::InvalidArgumentError("micro-batch " + std::to_string(i) + ": " + std::string(v.message()));
+    if (!v.ok()) return absl::Status(v.code(), "micro-batch " + std::to_string(i) + ": " + std::string(v.message()));
   }
   const bool train = mode == Mode::kTrain;
   const Schedule sched = BuildSchedule(layout_.num_layers(), static_cast<int>(batches.size()),
                                        options_.num_slots, train);
   PassStats stats;
+  const bool offload = train && options_.offload_activations;
+  if (offload) {
+    int64_t most = 0;
+    for (const TokenBatch& b : batches) most = std::max(most, b.rows * b.seq);
+    SFD_RETURN_IF_ERROR(EnsureActivationBuffers(most * config_.hidden_size));
+  }
   std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -341,6 +389,14 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   cv_.notify_all();
   for (const SlotLoad& l : sched.loads) {
     stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
+  }
+  if (offload) {  // every layer input goes out and comes back
+    for (const TokenBatch& b : batches) {
+      const int64_t bytes = layout_.num_layers() * b.rows * b.seq * config_.hidden_size *
+                            static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
+      stats.h2d_bytes += bytes;
+      stats.d2h_bytes += bytes;
+    }
   }
 
   const int head = layout_.head_unit();
@@ -363,6 +419,13 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     int current_mb = -1;
     at::Tensor x, dx;
     std::vector<at::Tensor> saved(layout_.num_layers());
+    std::vector<bool> prefetched(layout_.num_layers(), false);
+    std::vector<int64_t> act_shape;
+    auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
+      if (!offload || layer < 0 || prefetched[layer]) return;
+      saved[layer] = PrefetchActivation(layer, act_shape);
+      prefetched[layer] = true;
+    };
     double phase_start = Now();
     for (int j = 0; j < static_cast<int>(sched.uses.size()); ++j) {
       const UnitUse& use = sched.uses[j];
@@ -390,7 +453,13 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       if (ref.kind == UnitKind::kEmbedding && fwd) {
         x = at::embedding(embed_w_.narrow(0, 0, vocab * d).view({vocab, d}), mb.ids);
       } else if (ref.kind == UnitKind::kDecoderLayer && fwd) {
-        saved[ref.layer] = x;
+        if (offload) {
+          act_shape = x.sizes().vec();
+          OffloadActivation(ref.layer, x);
+          prefetched[ref.layer] = false;
+        } else {
+          saved[ref.layer] = x;
+        }
         x = DecoderLayerForward(config_, LayerWeights::View(slots_[use.slot].weights, layer_layout),
                                 x, mb.attn);
       } else if (ref.kind == UnitKind::kHead && fwd) {
@@ -409,6 +478,8 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           HeadOutputs out = HeadForwardBackward(in, hidden, grad_scale, lm_grad, norm_grad);
           ce_total += out.ce_sum;
           dx = out.dhidden.view({mb.rows, mb.seq, d});
+          prefetch(layout_.num_layers() - 1);
+          if (options_.profile) backend_->Synchronize();
           stats.forward_seconds += Now() - phase_start;
           phase_start = Now();
         } else if (mode == Mode::kEval) {
@@ -420,6 +491,11 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       } else if (ref.kind == UnitKind::kDecoderLayer) {  // backward
         Slot& slot = slots_[use.slot];
         backend_->StreamWait(StreamId::kCompute, *slot.grad_copied);
+        if (offload) {
+          prefetch(ref.layer);
+          prefetch(ref.layer - 1);  // one layer ahead
+          backend_->StreamWait(StreamId::kCompute, *act_h2d_done_[ref.layer]);
+        }
         dx = DecoderLayerBackward(config_, layer_layout, slot.weights, saved[ref.layer], dx, mb.attn,
                                   slot.grads);
         saved[ref.layer] = at::Tensor();
@@ -432,6 +508,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         embed_grad_.narrow(0, 0, vocab * d).view({vocab, d})
             .index_add_(0, mb.ids.reshape({-1}), dx.reshape({-1, d}).to(at::kFloat));
         dx = at::Tensor();
+        if (options_.profile) backend_->Synchronize();
         stats.backward_seconds += Now() - phase_start;
         phase_start = Now();
       }

@@ -45,6 +45,13 @@ struct ExecutorOptions {
   int num_slots = 2;
   int64_t staging_elems = int64_t{1} << 24;   // elements per staging buffer
   int64_t lm_head_chunk_tokens = 4096;
+  // Saved layer inputs go D2H to pinned host buffers during forward and come back one layer
+  // ahead during backward.
+  bool offload_activations = false;
+  // Refuse micro-batches larger than this many tokens (what the memory plan assumed); 0 = no limit.
+  int64_t max_tokens_per_micro_batch = 0;
+  // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).
+  bool profile = false;
   // Blocks until unit u's master weights hold `version` updates (the optimizer stage).
   std::function<void(int unit, int64_t version)> wait_for_update;
   std::function<bool(int unit, int64_t version)> update_done;
@@ -134,6 +141,13 @@ class Executor {
   std::vector<std::unique_ptr<Event>> grad_pinned_done_;
   std::vector<bool> grad_pinned_busy_;
   at::Tensor fp32_chunk_;  // pinned fp32, for embedding/head grads
+  // Activation offload: per layer a pinned [max tokens * d] compute-dtype buffer, and events
+  // for its D2H (forward) and H2D (backward prefetch).
+  std::vector<at::Tensor> act_pinned_;
+  std::vector<std::unique_ptr<Event>> act_d2h_done_, act_h2d_done_;
+  absl::Status EnsureActivationBuffers(int64_t elems);
+  void OffloadActivation(int layer, const at::Tensor& x);
+  at::Tensor PrefetchActivation(int layer, at::IntArrayRef shape);
 
   // Shared state of the current pass, guarded by mu_.
   std::mutex mu_;

@@ -54,7 +54,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // Activations: saved layer inputs of one micro-batch, plus the working set of one layer
   // (qkv, attention output, MLP intermediates ~ 4 * intermediate + 6 * hidden per token in
   // compute dtype, doubled for autograd recompute) and one LM-head chunk of fp32 logits.
-  const int64_t t = in.tokens_per_micro_batch;
+  const int64_t t = e.max_tokens_per_micro_batch > 0 ? e.max_tokens_per_micro_batch : 8192;
   // LM-head chunk: fp32 logits [chunk, V] plus its gradient; under a device budget keep the
   // pair within 1/8 of it.
   int64_t chunk = e.lm_head_chunk_tokens;
@@ -62,17 +62,24 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     const int64_t fit = e.device_memory_budget / 8 / (c.vocab_size * 8);
     chunk = std::clamp<int64_t>(fit / 256 * 256, 256, chunk);
   }
-  const int64_t saved = static_cast<int64_t>(L) * t * c.hidden_size * es;
+  const int64_t saved_all = static_cast<int64_t>(L) * t * c.hidden_size * es;
   const int64_t working = 2 * t * (4 * c.intermediate_size + 8 * c.hidden_size) * es +
                           std::min<int64_t>(chunk, t) * c.vocab_size * 4 * 2;
   const int64_t per_slot = 2 * layer * es;  // weights + grads
 
+  // Saved layer inputs stay on the device unless that would not leave room for two layer
+  // slots; then they go to pinned host memory (3 on the device: current + prefetch).
+  const int64_t budget = e.device_memory_budget > 0 ? e.device_memory_budget : in.device_free * 9 / 10;
+  bool offload = e.activations == ActivationPlacement::kHost;
+  if (e.activations == ActivationPlacement::kAuto && in.cuda) {
+    offload = fixed + saved_all + working + std::min(2, L) * per_slot > budget;
+  }
+  const int64_t saved = offload ? std::min<int64_t>(3, L) * t * c.hidden_size * es : saved_all;
   int slots = e.window_slots;
   if (slots == 0) {
     if (!in.cuda) {
       slots = std::min(2, L);
     } else {
-      const int64_t budget = e.device_memory_budget > 0 ? e.device_memory_budget : in.device_free * 9 / 10;
       const int64_t room = budget - fixed - saved - working;
       slots = static_cast<int>(std::clamp<int64_t>(room / std::max<int64_t>(per_slot, 1), 1, L));
       // Beyond 4 slots streaming is already hidden; more only helps when everything fits.
@@ -89,12 +96,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.num_layers = L;
   p.window_slots = slots;
   p.resident_layers = slots == L ? L : 0;
-  p.activations_on_device = true;
+  p.activations_on_device = !offload;
   p.lm_head_chunk_tokens = chunk;
   p.need.device = fixed + slots * per_slot + saved + working;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
-  p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0);
+  p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
+                  (offload ? saved_all : 0);
   p.need.host = HostUnitBytes(layout, bf16, !bf16) - (bf16 ? MirrorBytes(layout) : 0);
   p.available.device = in.device_free;
   p.available.host = in.host_available;
@@ -103,7 +111,9 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   s << "model " << c.architecture << " " << layout.TotalParams() / 1e9 << "B params, " << L
     << " layers; device " << in.device_name << ": " << slots << " layer slot(s) of " << L
     << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
-    << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations), "
+    << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations for "
+    << t << " tokens/micro-batch, saved inputs " << (offload ? "offloaded to pinned host" : "on device")
+    << "), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
     << " host (fp32 master+m+v, embedding/head grads)";
   p.summary = s.str();

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 
@@ -153,6 +154,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.compute_dtype = m->dtype;
   eo.num_slots = m->plan.window_slots;
   eo.lm_head_chunk_tokens = m->plan.lm_head_chunk_tokens;
+  eo.offload_activations = !m->plan.activations_on_device;
+  eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
+  eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();
   eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };

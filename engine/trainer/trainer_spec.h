@@ -41,6 +41,9 @@ struct EngineSpec {
   int cpu_threads = 0;        // CPU optimizer threads; 0 = hardware concurrency
   std::string nvme_dir;       // optimizer state on NVMe when set
   int64_t lm_head_chunk_tokens = 4096;  // tokens per LM-head/cross-entropy chunk
+  // Largest rows*seq of a micro-batch the run will feed (plans activation memory; a larger
+  // batch is refused). 0 = 8192.
+  int64_t max_tokens_per_micro_batch = 0;
 };
 
 struct TrainerSpec {

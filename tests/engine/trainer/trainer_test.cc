@@ -41,6 +41,30 @@ TEST(TrainerTest, OneSlotSlidingEqualsAllResident) {
   EXPECT_LT(testing::RelErr(*la, *lb), 1e-6);
 }
 
+TEST(TrainerTest, ActivationOffloadEqualsDeviceActivations) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec host_spec = testing::GoldenSpec(f, 1);
+  host_spec.engine.activations = ActivationPlacement::kHost;
+  auto offloaded = Make(host_spec);
+  auto plain = Make(testing::GoldenSpec(f, 1));
+  ASSERT_TRUE(offloaded && plain);
+  EXPECT_FALSE(offloaded->plan().activations_on_device);
+  EXPECT_TRUE(plain->plan().activations_on_device);
+  std::vector<double> a = Train(*offloaded, f, 0, f.steps);
+  std::vector<double> b = Train(*plain, f, 0, f.steps);
+  for (int s = 0; s < f.steps; ++s) EXPECT_NEAR(a[s], b[s], 1e-6 * b[s]) << s;
+}
+
+TEST(TrainerTest, MicroBatchLargerThanPlannedIsRefused) {
+  auto f = testing::LoadGolden("qwen3");
+  TrainerSpec spec = testing::GoldenSpec(f, 1);
+  spec.engine.max_tokens_per_micro_batch = 16;  // fixture micro-batches have 2 x 16 tokens
+  auto t = Make(spec);
+  ASSERT_TRUE(t);
+  auto st = t->Step(f.batches[0]);
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kResourceExhausted) << st.status();
+}
+
 TEST(TrainerTest, ResumeReproducesUninterruptedRun) {
   auto f = testing::LoadGolden("llama31");
   const int k = 4;
