@@ -36,11 +36,13 @@ int64_t StepOfName(const std::string& name) {
 
 absl::Status FsyncFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat("cannot fsync ", path, ": ", std::strerror(err)));
+  if (rc != 0)
+    return absl::InternalError(absl::StrCat("cannot fsync ", path, ": ", std::strerror(err)));
   return absl::OkStatus();
 }
 
@@ -69,18 +71,19 @@ absl::Status RemoveTree(const std::string& path) {
 }  // namespace
 
 std::string JobState::ToJson() const {
-  nlohmann::json j = {{"format", 1},
-                      {"step", step},
-                      {"data_position", {{"epoch", data.epoch}, {"step_in_epoch", data.step_in_epoch}}},
-                      {"seed", seed},
-                      {"total_steps", total_steps},
-                      {"micro_batch_size", micro_batch_size},
-                      {"gradient_accumulation_steps", gradient_accumulation_steps},
-                      {"steps_per_epoch", steps_per_epoch},
-                      {"last_eval_step", last_eval_step},
-                      {"last_eval_loss", last_eval_loss},
-                      {"best_eval_step", best_eval_step},
-                      {"best_eval_loss", best_eval_loss}};
+  nlohmann::json j = {
+      {"format", 1},
+      {"step", step},
+      {"data_position", {{"epoch", data.epoch}, {"step_in_epoch", data.step_in_epoch}}},
+      {"seed", seed},
+      {"total_steps", total_steps},
+      {"micro_batch_size", micro_batch_size},
+      {"gradient_accumulation_steps", gradient_accumulation_steps},
+      {"steps_per_epoch", steps_per_epoch},
+      {"last_eval_step", last_eval_step},
+      {"last_eval_loss", last_eval_loss},
+      {"best_eval_step", best_eval_step},
+      {"best_eval_loss", best_eval_loss}};
   return j.dump(1) + "\n";
 }
 
@@ -154,7 +157,8 @@ absl::StatusOr<std::string> WriteCheckpoint(Trainer& trainer, const std::string&
                                             const JobState& state) {
   std::error_code ec;
   fs::create_directories(output_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", output_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", output_dir, ": ", ec.message()));
   const std::string final_path = output_dir + "/" + CheckpointDirName(state.step);
   const std::string tmp = final_path + kTmpSuffix;
   SFD_RETURN_IF_ERROR(RemoveTree(tmp));
@@ -194,9 +198,9 @@ absl::Status RemoveStaleCheckpointTemps(const std::string& output_dir) {
     const std::string name = it->path().filename().string();
     const bool staging = absl::StartsWith(name, kPrefix) && absl::EndsWith(name, kTmpSuffix) &&
                          StepOfName(name.substr(0, name.size() - 4)) >= 0;
-    const bool writer_tmp = (absl::StartsWith(name, ".checkpoint-") ||
-                             absl::StartsWith(name, ".final.tmp-")) &&
-                            absl::StrContains(name, ".tmp-");
+    const bool writer_tmp =
+        (absl::StartsWith(name, ".checkpoint-") || absl::StartsWith(name, ".final.tmp-")) &&
+        absl::StrContains(name, ".tmp-");
     if (staging || writer_tmp) stale.push_back(it->path().string());
   }
   if (ec) return absl::InternalError(absl::StrCat("cannot list ", output_dir, ": ", ec.message()));

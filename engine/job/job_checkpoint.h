@@ -22,8 +22,8 @@ inline constexpr char kJobStateFile[] = "job_state.json";
 // The runner's state beside the trainer's: everything besides weights and optimizer moments
 // that a resumed run needs to continue exactly where the checkpointed one stopped.
 struct JobState {
-  int64_t step = 0;          // optimizer steps completed
-  DataPosition data;         // position of the next training step in the batch stream
+  int64_t step = 0;   // optimizer steps completed
+  DataPosition data;  // position of the next training step in the batch stream
   uint64_t seed = 0;
   int64_t total_steps = 0;
   int64_t micro_batch_size = 0;

@@ -84,12 +84,12 @@ absl::Status JobRunnerImpl::BuildData() {
     stats_.skipped_samples += eval_->stats().skipped_no_target;
   }
   if (stats_.skipped_samples > 0)
-    pending_logs_.push_back(absl::StrCat("skipped ", stats_.skipped_samples,
-                                         " samples without a trainable token"));
+    pending_logs_.push_back(
+        absl::StrCat("skipped ", stats_.skipped_samples, " samples without a trainable token"));
   const int64_t truncated = t.truncated + (eval_ ? eval_->stats().truncated : 0);
   if (truncated > 0)
-    pending_logs_.push_back(absl::StrCat(truncated, " samples truncated to data.max_seq_len ",
-                                         spec_.data.max_seq_len));
+    pending_logs_.push_back(
+        absl::StrCat(truncated, " samples truncated to data.max_seq_len ", spec_.data.max_seq_len));
   pending_logs_.push_back(absl::StrCat("data: ", stats_.train_samples, " train samples (",
                                        stats_.train_tokens, " tokens, ", train_->num_rows(),
                                        " rows), ", stats_.eval_samples, " eval samples; ", spe,
@@ -122,9 +122,10 @@ absl::Status JobRunnerImpl::BuildTrainer() {
 absl::Status JobRunnerImpl::Resume(const std::string& dir) {
   SFD_ASSIGN_OR_RETURN(JobState saved, ReadJobState(dir));
   auto mismatch = [&dir](const char* field, auto now, auto then) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot resume from ", dir, ": ", field, " is ", now, " but the checkpoint was written with ",
-        then, " (the job's data or training settings changed)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resume from ", dir, ": ", field, " is ", now,
+                     " but the checkpoint was written with ", then,
+                     " (the job's data or training settings changed)"));
   };
   if (saved.seed != state_.seed) return mismatch("training.seed", state_.seed, saved.seed);
   if (saved.micro_batch_size != state_.micro_batch_size)
@@ -136,10 +137,9 @@ absl::Status JobRunnerImpl::Resume(const std::string& dir) {
     return mismatch("steps per epoch", state_.steps_per_epoch, saved.steps_per_epoch);
   SFD_RETURN_IF_ERROR(trainer_->LoadState(dir));
   if (trainer_->step() != saved.step)
-    return absl::FailedPreconditionError(absl::StrCat("cannot resume from ", dir, ": ",
-                                                      kJobStateFile, " says step ", saved.step,
-                                                      " but the optimizer state step ",
-                                                      trainer_->step()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resume from ", dir, ": ", kJobStateFile, " says step ", saved.step,
+                     " but the optimizer state step ", trainer_->step()));
   SFD_RETURN_IF_ERROR(train_->Seek(saved.data));
   if (saved.total_steps != state_.total_steps)
     pending_logs_.push_back(absl::StrCat("total steps changed from ", saved.total_steps, " to ",

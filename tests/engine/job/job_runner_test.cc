@@ -290,9 +290,10 @@ TEST(JobRunnerTest, BadSpecIsAnErrorNamingTheField) {
     EXPECT_NE(r.status().message().find(c.message), std::string::npos) << r.status();
   }
   // A dataset without any trainable token fails before training starts.
-  const std::string cut = testing_util::WriteTempFile(
-      "no_target.jsonl",
-      "{\"prompt\": \"a long prompt that fills the whole row and more\", \"completion\": \" x\"}\n");
+  const std::string cut =
+      testing_util::WriteTempFile("no_target.jsonl",
+                                  "{\"prompt\": \"a long prompt that fills the whole row and "
+                                  "more\", \"completion\": \" x\"}\n");
   JobSpec spec = TinyJobSpec(cut, out);
   spec.data.max_seq_len = 4;
   auto r = JobRunner::Create(spec, "");
