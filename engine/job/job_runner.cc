@@ -45,6 +45,7 @@ class JobRunnerImpl final : public JobRunner {
   DataStats stats_;
   JobState state_;
   int64_t last_checkpoint_step_ = -1;
+  std::string last_checkpoint_path_;
   std::vector<std::string> pending_logs_;  // from Create, reported when Run starts
   bool ran_ = false;
 };
@@ -147,6 +148,7 @@ absl::Status JobRunnerImpl::Resume(const std::string& dir) {
   saved.total_steps = state_.total_steps;
   state_ = saved;
   last_checkpoint_step_ = saved.step;
+  last_checkpoint_path_ = dir;
   pending_logs_.push_back(absl::StrCat("resumed from ", dir, " at step ", saved.step, " of ",
                                        state_.total_steps, " (epoch ", saved.data.epoch + 1,
                                        ", step ", saved.data.step_in_epoch, " of the epoch)"));
@@ -191,6 +193,7 @@ absl::Status JobRunnerImpl::RunEval(const JobCallbacks& cb) {
 absl::Status JobRunnerImpl::Checkpoint(const JobCallbacks& cb) {
   SFD_ASSIGN_OR_RETURN(std::string path, WriteCheckpoint(*trainer_, spec_.output_dir, state_));
   last_checkpoint_step_ = state_.step;
+  last_checkpoint_path_ = path;
   Log(cb, absl::StrCat("checkpoint written: ", path));
   SFD_ASSIGN_OR_RETURN(std::vector<std::string> removed,
                        PruneCheckpoints(spec_.output_dir, spec_.keep_last_checkpoints));
@@ -226,8 +229,15 @@ absl::Status JobRunnerImpl::Run(const JobCallbacks& cb, const std::atomic<bool>*
     // Step boundary: a requested checkpoint first (a caller may cancel from on_checkpoint),
     // then cancel.
     const bool fresh = state_.step > 0 && last_checkpoint_step_ != state_.step;
-    if (checkpoint_now != nullptr && checkpoint_now->load() && fresh)
-      SFD_RETURN_IF_ERROR(Checkpoint(cb));
+    if (checkpoint_now != nullptr && checkpoint_now->load() && state_.step > 0) {
+      if (fresh) {
+        SFD_RETURN_IF_ERROR(Checkpoint(cb));
+      } else if (cb.on_checkpoint) {
+        // This step's checkpoint already exists (cadence, or the one we resumed from): the
+        // request is served by announcing it again rather than writing it twice.
+        cb.on_checkpoint(CheckpointInfo{state_.step, last_checkpoint_path_, false});
+      }
+    }
     if (cancel != nullptr && cancel->load()) {
       if (spec_.checkpoint_on_cancel && state_.step > 0 && last_checkpoint_step_ != state_.step)
         SFD_RETURN_IF_ERROR(Checkpoint(cb));

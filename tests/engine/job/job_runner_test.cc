@@ -254,6 +254,42 @@ TEST(JobRunnerTest, CheckpointCadenceRequestsAndKeepLast) {
   EXPECT_EQ(JobRunner::LatestCheckpoint(out), out + "/checkpoint-6");
 }
 
+// sfd-worker's cancel-with-checkpoint: it sets checkpoint_now, and cancel once on_checkpoint
+// fires. A request arriving right after a cadence checkpoint of the same step must still be
+// answered (with that checkpoint, not a second write), or the cancel would never come.
+TEST(JobRunnerTest, CheckpointRequestRightAfterCadenceCheckpointIsAnswered) {
+  const std::string data = LearnableDataset("request.jsonl");
+  const std::string out = FreshDir("request");
+  JobSpec spec = TinyJobSpec(data, out);
+  spec.max_steps = 6;
+  spec.checkpoint_every_steps = 2;
+  spec.checkpoint_on_cancel = false;  // as sfd-worker runs it
+  auto runner = Make(spec);
+  ASSERT_TRUE(runner);
+  Record rec;
+  std::atomic<bool> cancel{false}, ckpt{false};
+  bool requested = false;
+  JobCallbacks cb = Recorder(&rec);
+  cb.on_checkpoint = [&](const CheckpointInfo& c) {
+    rec.checkpoints.push_back(c);
+    if (!requested) {  // the request lands just after checkpoint-2 was written
+      requested = true;
+      ckpt = true;
+      return;
+    }
+    if (ckpt.exchange(false)) cancel = true;
+  };
+  EXPECT_EQ(runner->Run(cb, &cancel, &ckpt).code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(rec.steps.size(), 2u);
+  ASSERT_EQ(rec.checkpoints.size(), 2u);
+  for (const CheckpointInfo& c : rec.checkpoints) {
+    EXPECT_EQ(c.step, 2);
+    EXPECT_EQ(c.path, out + "/checkpoint-2");
+    EXPECT_FALSE(c.final);
+  }
+  EXPECT_EQ(JobRunner::LatestCheckpoint(out), out + "/checkpoint-2");
+}
+
 TEST(JobRunnerTest, BadSpecIsAnErrorNamingTheField) {
   const std::string data = LearnableDataset("badspec.jsonl");
   const std::string out = FreshDir("badspec");
