@@ -84,7 +84,7 @@ at::Tensor DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, cons
 at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
                                 const at::Tensor& weights_flat, const at::Tensor& x,
                                 const at::Tensor& dy, const AttentionInputs& attn,
-                                at::Tensor& grad_flat) {
+                                at::Tensor& grad_flat, bool accumulate) {
   torch::autograd::AutoGradMode enable(true);
   // Leaves: the layer input and one leaf per parameter view (views of a buffer that does not
   // require grad are leaves, so no autograd bookkeeping touches the whole flat buffer).
@@ -106,9 +106,22 @@ at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
   std::vector<at::Tensor> grads = torch::autograd::grad({y}, leaves, {dy});
   for (size_t i = 0; i < entries.size(); ++i) {
     const ParamEntry& e = *entries[i];
-    grad_flat.narrow(0, e.offset, e.numel).copy_(grads[i + 1].reshape({-1}));
+    at::Tensor dst = grad_flat.narrow(0, e.offset, e.numel);
+    if (accumulate) {
+      dst.add_(grads[i + 1].reshape({-1}));
+    } else {
+      dst.copy_(grads[i + 1].reshape({-1}));
+    }
   }
   return grads[0];
+}
+
+AttentionInputs SliceRows(const AttentionInputs& attn, int64_t begin, int64_t n) {
+  AttentionInputs out;
+  out.rope.cos = attn.rope.cos.narrow(0, begin, n);
+  out.rope.sin = attn.rope.sin.narrow(0, begin, n);
+  if (attn.keep_mask) out.keep_mask = attn.keep_mask->narrow(0, begin, n);
+  return out;
 }
 
 std::optional<at::Tensor> MakeKeepMask(const at::Tensor& segment_ids, bool single_document_rows) {

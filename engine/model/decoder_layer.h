@@ -40,12 +40,15 @@ at::Tensor DecoderLayerForward(const ModelConfig& config, const LayerWeights& w,
                                const at::Tensor& x, const AttentionInputs& attn);
 
 // Recomputes the layer from its input `x` and back-propagates `dy`. Parameter gradients are
-// written (not added) into `grad_flat` (same layout and dtype as `weights_flat`; padding is left
-// untouched). Returns dx.
+// written into `grad_flat` (same layout and dtype as `weights_flat`; padding is left
+// untouched), or added to it when `accumulate`. Returns dx.
 at::Tensor DecoderLayerBackward(const ModelConfig& config, const UnitLayout& layout,
                                 const at::Tensor& weights_flat, const at::Tensor& x,
                                 const at::Tensor& dy, const AttentionInputs& attn,
-                                at::Tensor& grad_flat);
+                                at::Tensor& grad_flat, bool accumulate = false);
+
+// Rows [begin, begin+n) of the per-micro-batch attention inputs.
+AttentionInputs SliceRows(const AttentionInputs& attn, int64_t begin, int64_t n);
 
 // Builds the keep-mask for packed rows from segment ids [B,S] (device tier): causal and
 // same-segment. Returns nullopt when every row is a single segment.

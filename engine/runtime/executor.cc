@@ -417,6 +417,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     }
     MicroBatch mb;
     int current_mb = -1;
+    int64_t chunk_rows = 1;
     at::Tensor x, dx;
     std::vector<at::Tensor> saved(layout_.num_layers());
     std::vector<bool> prefetched(layout_.num_layers(), false);
@@ -437,6 +438,9 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           return;
         }
         mb = std::move(*up);
+        chunk_rows = options_.layer_chunk_tokens > 0
+                         ? std::max<int64_t>(1, options_.layer_chunk_tokens / mb.seq)
+                         : mb.rows;
       }
       if (use.load >= 0) {
         const double t0 = Now();
@@ -460,8 +464,17 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         } else {
           saved[ref.layer] = x;
         }
-        x = DecoderLayerForward(config_, LayerWeights::View(slots_[use.slot].weights, layer_layout),
-                                x, mb.attn);
+        const LayerWeights w = LayerWeights::View(slots_[use.slot].weights, layer_layout);
+        if (chunk_rows >= mb.rows) {
+          x = DecoderLayerForward(config_, w, x, mb.attn);
+        } else {
+          at::Tensor y = at::empty_like(x);
+          for (int64_t r = 0; r < mb.rows; r += chunk_rows) {
+            const int64_t n = std::min(chunk_rows, mb.rows - r);
+            y.narrow(0, r, n).copy_(DecoderLayerForward(config_, w, x.narrow(0, r, n), SliceRows(mb.attn, r, n)));
+          }
+          x = y;
+        }
       } else if (ref.kind == UnitKind::kHead && fwd) {
         HeadInputs in;
         in.config = &config_;
@@ -496,8 +509,19 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           prefetch(ref.layer - 1);  // one layer ahead
           backend_->StreamWait(StreamId::kCompute, *act_h2d_done_[ref.layer]);
         }
-        dx = DecoderLayerBackward(config_, layer_layout, slot.weights, saved[ref.layer], dx, mb.attn,
-                                  slot.grads);
+        if (chunk_rows >= mb.rows) {
+          dx = DecoderLayerBackward(config_, layer_layout, slot.weights, saved[ref.layer], dx, mb.attn,
+                                    slot.grads);
+        } else {
+          at::Tensor dxin = at::empty_like(dx);
+          for (int64_t r = 0; r < mb.rows; r += chunk_rows) {
+            const int64_t n = std::min(chunk_rows, mb.rows - r);
+            dxin.narrow(0, r, n).copy_(DecoderLayerBackward(
+                config_, layer_layout, slot.weights, saved[ref.layer].narrow(0, r, n),
+                dx.narrow(0, r, n), SliceRows(mb.attn, r, n), slot.grads, /*accumulate=*/r > 0));
+          }
+          dx = dxin;
+        }
         saved[ref.layer] = at::Tensor();
         if (direct) {
           DirectGradD2H(use.unit, use.slot, &stats);
@@ -525,11 +549,19 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       cv_.wait(lock, [&] { return drains_pending_ == 0 || !failure_.ok(); });
       if (!failure_.ok()) return;
     }
-    if (train && direct) {
+    if (train && direct) {  // embedding/head grads: bf16 into their mirrors, like the layers
       grad_sumsq_ += embed_grad_.square().sum() + head_grad_.square().sum();
+      std::unique_ptr<Event> ready = backend_->NewEvent();
+      for (int unit : {static_cast<int>(ModelLayout::kEmbeddingUnit), head}) {
+        at::Tensor bf = (unit == head ? head_grad_ : embed_grad_).to(options_.compute_dtype);
+        ready->Record(StreamId::kCompute);
+        backend_->StreamWait(StreamId::kD2H, *ready);
+        backend_->Copy((*host_)[unit].mirror, bf, StreamId::kD2H);
+        backend_->RecordStream(bf, StreamId::kD2H);
+        stats.d2h_bytes += bf.nbytes();
+      }
       stats.grad_sumsq = grad_sumsq_.item<double>();
-    }
-    if (train) {  // embedding and head grads: fp32 device accumulators -> host grads
+    } else if (train) {  // embedding and head grads: fp32 device accumulators -> host grads
       std::unique_ptr<Event> ready = backend_->NewEvent();
       ready->Record(StreamId::kCompute);
       backend_->StreamWait(StreamId::kD2H, *ready);

@@ -48,6 +48,9 @@ struct ExecutorOptions {
   // Saved layer inputs go D2H to pinned host buffers during forward and come back one layer
   // ahead during backward.
   bool offload_activations = false;
+  // Decoder layers run over at most this many tokens at a time (whole rows; exact, since
+  // attention never crosses rows): bounds the per-layer working set. 0 = whole micro-batch.
+  int64_t layer_chunk_tokens = 0;
   // Refuse micro-batches larger than this many tokens (what the memory plan assumed); 0 = no limit.
   int64_t max_tokens_per_micro_batch = 0;
   // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).

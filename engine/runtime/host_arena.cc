@@ -15,8 +15,7 @@ int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grad
   int64_t bytes = 0;
   for (int u = 0; u < layout.num_units(); ++u) {
     const int64_t n = layout.layout(u).numel();
-    const bool grad = all_grads || layout.unit(u).kind != UnitKind::kDecoderLayer;
-    bytes += n * 4 * (3 + (grad ? 1 : 0));
+    bytes += n * 4 * (3 + (all_grads ? 1 : 0));
   }
   return bytes + (bf16_mirror ? MirrorBytes(layout) : 0);
 }
@@ -30,9 +29,7 @@ absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layou
       units[u].master = at::zeros({n}, at::kFloat);
       units[u].m = at::zeros({n}, at::kFloat);
       units[u].v = at::zeros({n}, at::kFloat);
-      if (all_grads || layout.unit(u).kind != UnitKind::kDecoderLayer) {
-        units[u].grad = at::zeros({n}, at::kFloat);
-      }
+      if (all_grads) units[u].grad = at::zeros({n}, at::kFloat);
     }
   });
   if (!st.ok()) return absl::ResourceExhaustedError(std::string(st.message()));

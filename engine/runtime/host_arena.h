@@ -2,14 +2,14 @@
 //   master  fp32 [numel]  host     master weights
 //   m, v    fp32 [numel]  host     AdamW exp_avg / exp_avg_sq
 //   mirror  bf16 [numel]  pinned   (bf16 compute only) the weights as the device needs them:
-//                                  written by the AdamW update, read by every H2D load. For
-//                                  decoder layers in a step without gradient accumulation it
-//                                  also receives the layer's bf16 gradient by D2H after the
-//                                  layer's last load of the step, and the next update consumes
-//                                  it in place (grad in, new bf16 weights out).
-//   grad    fp32 [numel]  host     gradient accumulated over a step's micro-batches; always
-//                                  for the embedding/head, for decoder layers only once a step
-//                                  with several micro-batches (or fp32 compute) needs it.
+//                                  written by the AdamW update, read by every H2D load. In a
+//                                  step without gradient accumulation it also receives the
+//                                  unit's bf16 gradient by D2H after the unit's last load of
+//                                  the step, and the next update consumes it in place (grad
+//                                  in, new bf16 weights out).
+//   grad    fp32 [numel]  host     gradient accumulated over a step's micro-batches; only for
+//                                  fp32 compute or once a step with several micro-batches
+//                                  needs it (allocated then).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +29,7 @@ struct HostUnit {
 };
 
 // Allocates zeroed master/m/v for every unit, a pinned bf16 mirror per unit when
-// `mirror_dtype` is bf16, and fp32 grads for the embedding/head (all units if `all_grads`).
+// `bf16_mirror`, and fp32 grads when `all_grads`.
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
                                                         bool bf16_mirror, bool all_grads);
 // Allocates the fp32 grad arena of every unit that lacks one.

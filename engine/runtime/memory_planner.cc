@@ -63,8 +63,16 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     chunk = std::clamp<int64_t>(fit / 256 * 256, 256, chunk);
   }
   const int64_t saved_all = static_cast<int64_t>(L) * t * c.hidden_size * es;
-  const int64_t working = 2 * t * (4 * c.intermediate_size + 8 * c.hidden_size) * es +
-                          std::min<int64_t>(chunk, t) * c.vocab_size * 4 * 2;
+  // Decoder layers run in row chunks of at most `layer_tokens` tokens: under a budget, the
+  // layer working set (~2 * tokens * (4*I + 8*d) * es with recompute) stays within 1/4 of it.
+  int64_t layer_tokens = t;
+  if (e.device_memory_budget > 0) {
+    const int64_t per_token = 2 * (4 * c.intermediate_size + 8 * c.hidden_size) * es;
+    layer_tokens = std::min(t, std::max<int64_t>(1, e.device_memory_budget / 4 / per_token));
+  }
+  const int64_t working = 2 * layer_tokens * (4 * c.intermediate_size + 8 * c.hidden_size) * es +
+                          std::min<int64_t>(chunk, t) * c.vocab_size * 4 * 2 +
+                          2 * t * c.hidden_size * es;  // x and dx of the whole micro-batch
   const int64_t per_slot = 2 * layer * es;  // weights + grads
 
   // Saved layer inputs stay on the device unless that would not leave room for two layer
@@ -98,6 +106,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.resident_layers = slots == L ? L : 0;
   p.activations_on_device = !offload;
   p.lm_head_chunk_tokens = chunk;
+  p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
   p.need.device = fixed + slots * per_slot + saved + working;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
@@ -115,7 +124,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << t << " tokens/micro-batch, saved inputs " << (offload ? "offloaded to pinned host" : "on device")
     << "), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
-    << " host (fp32 master+m+v, embedding/head grads)";
+    << " host (fp32 master+m+v)";
   p.summary = s.str();
 
   if (in.cuda) {

@@ -6,9 +6,8 @@
 
 namespace sfd {
 
-OptimizerStage::OptimizerStage(std::vector<HostUnit>* host, std::vector<bool> is_layer,
-                               CpuAdamW* adam)
-    : host_(host), is_layer_(std::move(is_layer)), adam_(adam), version_(host->size(), 0) {
+OptimizerStage::OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam)
+    : host_(host), adam_(adam), version_(host->size(), 0) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -22,13 +21,13 @@ OptimizerStage::~OptimizerStage() {
   thread_.join();
 }
 
-void OptimizerStage::Launch(const AdamWStep& hp, bool layer_grads_in_mirror) {
+void OptimizerStage::Launch(const AdamWStep& hp, bool grads_in_mirror) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     SFD_CHECK(!pending_) << "optimizer step launched while the previous one runs";
     for (int64_t v : version_) SFD_CHECK(v == hp.step - 1) << "unit version " << v << " step " << hp.step;
     hp_ = hp;
-    grads_in_mirror_ = layer_grads_in_mirror;
+    grads_in_mirror_ = grads_in_mirror;
     pending_ = true;
   }
   cv_.notify_all();
@@ -49,7 +48,7 @@ void OptimizerStage::Loop() {
     for (size_t u = 0; u < host_->size(); ++u) {
       HostUnit& h = (*host_)[u];
       uint16_t* out = h.mirror.defined() ? reinterpret_cast<uint16_t*>(h.mirror.data_ptr()) : nullptr;
-      if (in_mirror && is_layer_[u]) {  // bf16 grads in the mirror, new bf16 weights over them
+      if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them
         adam_->UpdateBf16Grad(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(),
                               h.v.data_ptr<float>(), out, out, h.numel());
       } else {

@@ -18,17 +18,16 @@ namespace sfd {
 
 class OptimizerStage {
  public:
-  // `is_layer[u]`: unit u is a decoder layer.
-  OptimizerStage(std::vector<HostUnit>* host, std::vector<bool> is_layer, CpuAdamW* adam);
+  OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam);
   ~OptimizerStage();
   OptimizerStage(const OptimizerStage&) = delete;
   OptimizerStage& operator=(const OptimizerStage&) = delete;
 
   // Starts updating every unit with `hp`; each unit's version becomes hp.step when done.
-  // Gradients come from the fp32 `grad` arena, or — for decoder layers when
-  // `layer_grads_in_mirror` — from the bf16 `mirror`, which the update then overwrites in
-  // place with the new bf16 weights. Units with a mirror always get their bf16 weights there.
-  void Launch(const AdamWStep& hp, bool layer_grads_in_mirror);
+  // Gradients come from the fp32 `grad` arenas, or — when `grads_in_mirror` — from the bf16
+  // `mirror` of every unit, which the update then overwrites in place with the new bf16
+  // weights. Units with a mirror always get their bf16 weights there.
+  void Launch(const AdamWStep& hp, bool grads_in_mirror);
   void WaitUnit(int unit, int64_t version);
   bool UnitDone(int unit, int64_t version);
   void WaitAll();
@@ -40,7 +39,6 @@ class OptimizerStage {
   void Loop();
 
   std::vector<HostUnit>* host_;
-  std::vector<bool> is_layer_;
   CpuAdamW* adam_;
   std::mutex mu_;
   std::condition_variable cv_;

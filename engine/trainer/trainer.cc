@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <thread>
 
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
@@ -133,7 +134,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
 
   const bool bf16 = m->dtype == at::kBFloat16;
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16));
-  m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads);
+  // The optimizer gets all cores but two: one issues device work, one runs the stager/drain.
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads > 0 ? spec.engine.cpu_threads
+                                                                   : std::max(1, hw - 2));
   for (int u = 0; u < layout.num_units(); ++u) {
     float* master = m->host[u].master.data_ptr<float>();
     for (const ParamEntry& p : layout.layout(u).params()) {
@@ -147,14 +151,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   }
   m->io = std::make_unique<CpuAdamW>(std::max(1, m->adam->num_threads() / 4));
   m->RefreshMirrors();
-  std::vector<bool> is_layer(layout.num_units());
-  for (int u = 0; u < layout.num_units(); ++u) is_layer[u] = layout.unit(u).kind == UnitKind::kDecoderLayer;
-  m->optimizer = std::make_unique<OptimizerStage>(&m->host, std::move(is_layer), m->adam.get());
+  m->optimizer = std::make_unique<OptimizerStage>(&m->host, m->adam.get());
   ExecutorOptions eo;
   eo.compute_dtype = m->dtype;
   eo.num_slots = m->plan.window_slots;
   eo.lm_head_chunk_tokens = m->plan.lm_head_chunk_tokens;
   eo.offload_activations = !m->plan.activations_on_device;
+  eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();

@@ -55,6 +55,19 @@ TEST(TrainerTest, ActivationOffloadEqualsDeviceActivations) {
   for (int s = 0; s < f.steps; ++s) EXPECT_NEAR(a[s], b[s], 1e-6 * b[s]) << s;
 }
 
+TEST(TrainerTest, RowChunkedLayersEqualWholeBatch) {
+  auto f = testing::LoadGolden("qwen2");
+  TrainerSpec chunked_spec = testing::GoldenSpec(f, 1);
+  chunked_spec.engine.device_memory_budget = 1;  // forces the smallest row chunk (one row)
+  auto chunked = Make(chunked_spec);
+  auto plain = Make(testing::GoldenSpec(f, 1));
+  ASSERT_TRUE(chunked && plain);
+  EXPECT_GT(chunked->plan().layer_chunk_tokens, 0);
+  std::vector<double> a = Train(*chunked, f, 0, f.steps);
+  std::vector<double> b = Train(*plain, f, 0, f.steps);
+  for (int s = 0; s < f.steps; ++s) EXPECT_NEAR(a[s], b[s], 1e-5 * b[s]) << s;
+}
+
 TEST(TrainerTest, MicroBatchLargerThanPlannedIsRefused) {
   auto f = testing::LoadGolden("qwen3");
   TrainerSpec spec = testing::GoldenSpec(f, 1);
