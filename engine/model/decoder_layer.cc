@@ -81,31 +81,34 @@ at::Tensor DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, cons
   return resid + Linear(act, w.down_w, w.down_b);
 }
 
-at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
-                                const at::Tensor& weights_flat, const at::Tensor& x,
-                                const at::Tensor& dy, const AttentionInputs& attn,
-                                at::Tensor& grad_flat, bool accumulate) {
+LayerGraph RecordLayer(const ModelConfig& c, const UnitLayout& layout,
+                       const at::Tensor& weights_flat, const at::Tensor& x,
+                       const AttentionInputs& attn) {
   torch::autograd::AutoGradMode enable(true);
   // Leaves: the layer input and one leaf per parameter view (views of a buffer that does not
   // require grad are leaves, so no autograd bookkeeping touches the whole flat buffer).
-  at::Tensor xin = x.detach().requires_grad_(true);
-  std::vector<at::Tensor> leaves{xin};
-  std::vector<const ParamEntry*> entries;
+  LayerGraph g;
+  g.leaves.push_back(x.detach().requires_grad_(true));
   at::Tensor detached = weights_flat.detach();
   for (const ParamEntry& e : layout.params()) {
-    leaves.push_back(detached.narrow(0, e.offset, e.numel).view(e.shape).requires_grad_(true));
-    entries.push_back(&e);
+    g.leaves.push_back(detached.narrow(0, e.offset, e.numel).view(e.shape).requires_grad_(true));
+    g.entries.push_back(&e);
   }
   LayerWeights w = LayerWeights::Build([&](const char* name) -> at::Tensor {
-    for (size_t i = 0; i < entries.size(); ++i)
-      if (entries[i]->name == name) return leaves[i + 1];
+    for (size_t i = 0; i < g.entries.size(); ++i)
+      if (g.entries[i]->name == name) return g.leaves[i + 1];
     return at::Tensor();
   });
+  g.y = DecoderLayerForward(c, w, g.leaves[0], attn);
+  return g;
+}
 
-  at::Tensor y = DecoderLayerForward(c, w, xin, attn);
-  std::vector<at::Tensor> grads = torch::autograd::grad({y}, leaves, {dy});
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const ParamEntry& e = *entries[i];
+at::Tensor BackwardLayer(LayerGraph& g, const at::Tensor& dy, at::Tensor& grad_flat,
+                         bool accumulate) {
+  torch::autograd::AutoGradMode enable(true);
+  std::vector<at::Tensor> grads = torch::autograd::grad({g.y}, g.leaves, {dy});
+  for (size_t i = 0; i < g.entries.size(); ++i) {
+    const ParamEntry& e = *g.entries[i];
     at::Tensor dst = grad_flat.narrow(0, e.offset, e.numel);
     if (accumulate) {
       dst.add_(grads[i + 1].reshape({-1}));
@@ -113,7 +116,16 @@ at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
       dst.copy_(grads[i + 1].reshape({-1}));
     }
   }
+  g = LayerGraph();
   return grads[0];
+}
+
+at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
+                                const at::Tensor& weights_flat, const at::Tensor& x,
+                                const at::Tensor& dy, const AttentionInputs& attn,
+                                at::Tensor& grad_flat, bool accumulate) {
+  LayerGraph g = RecordLayer(c, layout, weights_flat, x, attn);
+  return BackwardLayer(g, dy, grad_flat, accumulate);
 }
 
 AttentionInputs SliceRows(const AttentionInputs& attn, int64_t begin, int64_t n) {

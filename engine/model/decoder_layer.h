@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -38,6 +39,22 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // x: [B,S,d] compute dtype -> [B,S,d].
 at::Tensor DecoderLayerForward(const ModelConfig& config, const LayerWeights& w,
                                const at::Tensor& x, const AttentionInputs& attn);
+
+// A decoder layer's forward recorded under autograd: the output and the leaves (input, then
+// one per parameter in layout order). Keeping it from the forward saves the recompute in
+// backward, at the cost of the layer's intermediate activations (device tier).
+struct LayerGraph {
+  at::Tensor y;
+  std::vector<at::Tensor> leaves;
+  std::vector<const ParamEntry*> entries;
+};
+LayerGraph RecordLayer(const ModelConfig& config, const UnitLayout& layout,
+                       const at::Tensor& weights_flat, const at::Tensor& x,
+                       const AttentionInputs& attn);
+// Back-propagates `dy` through a recorded layer; parameter grads are written (or added when
+// `accumulate`) into `grad_flat`. Returns dx. Releases the graph.
+at::Tensor BackwardLayer(LayerGraph& graph, const at::Tensor& dy, at::Tensor& grad_flat,
+                         bool accumulate);
 
 // Recomputes the layer from its input `x` and back-propagates `dy`. Parameter gradients are
 // written into `grad_flat` (same layout and dtype as `weights_flat`; padding is left

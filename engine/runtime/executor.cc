@@ -421,6 +421,25 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     at::Tensor x, dx;
     std::vector<at::Tensor> saved(layout_.num_layers());
     std::vector<bool> prefetched(layout_.num_layers(), false);
+    // Which forward uses may keep their graph: training, the layer's slot is not reloaded
+    // before its backward use, and among the last keep_graph_layers layers.
+    std::vector<bool> keep_use(sched.uses.size(), false);
+    if (train && options_.keep_graph_layers > 0) {
+      const int first_kept = layout_.num_layers() - options_.keep_graph_layers;
+      for (size_t jf = 0; jf < sched.uses.size(); ++jf) {
+        const UnitUse& f = sched.uses[jf];
+        const UnitRef r = layout_.unit(f.unit);
+        if (f.phase != Phase::kForward || r.kind != UnitKind::kDecoderLayer || r.layer < first_kept) continue;
+        size_t jb = jf + 1;
+        while (jb < sched.uses.size() && !(sched.uses[jb].unit == f.unit && sched.uses[jb].micro_batch == f.micro_batch))
+          ++jb;
+        bool reloaded = false;
+        for (const SlotLoad& l : sched.loads)
+          if (l.slot == f.slot && l.first_use > static_cast<int>(jf) && l.first_use <= static_cast<int>(jb)) reloaded = true;
+        keep_use[jf] = !reloaded;
+      }
+    }
+    std::vector<LayerGraph> graphs(layout_.num_layers());
     std::vector<int64_t> act_shape;
     auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
       if (!offload || layer < 0 || prefetched[layer]) return;
@@ -457,7 +476,9 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       if (ref.kind == UnitKind::kEmbedding && fwd) {
         x = at::embedding(embed_w_.narrow(0, 0, vocab * d).view({vocab, d}), mb.ids);
       } else if (ref.kind == UnitKind::kDecoderLayer && fwd) {
-        if (offload) {
+        if (keep_use[j] && chunk_rows >= mb.rows) {
+          // the recorded graph holds the input
+        } else if (offload) {
           act_shape = x.sizes().vec();
           OffloadActivation(ref.layer, x);
           prefetched[ref.layer] = false;
@@ -465,7 +486,10 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           saved[ref.layer] = x;
         }
         const LayerWeights w = LayerWeights::View(slots_[use.slot].weights, layer_layout);
-        if (chunk_rows >= mb.rows) {
+        if (keep_use[j] && chunk_rows >= mb.rows) {
+          graphs[ref.layer] = RecordLayer(config_, layer_layout, slots_[use.slot].weights, x, mb.attn);
+          x = graphs[ref.layer].y.detach();
+        } else if (chunk_rows >= mb.rows) {
           x = DecoderLayerForward(config_, w, x, mb.attn);
         } else {
           at::Tensor y = at::empty_like(x);
@@ -504,12 +528,15 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       } else if (ref.kind == UnitKind::kDecoderLayer) {  // backward
         Slot& slot = slots_[use.slot];
         backend_->StreamWait(StreamId::kCompute, *slot.grad_copied);
+        const bool kept = graphs[ref.layer].y.defined();
         if (offload) {
-          prefetch(ref.layer);
+          if (!kept) prefetch(ref.layer);
           prefetch(ref.layer - 1);  // one layer ahead
-          backend_->StreamWait(StreamId::kCompute, *act_h2d_done_[ref.layer]);
+          if (!kept) backend_->StreamWait(StreamId::kCompute, *act_h2d_done_[ref.layer]);
         }
-        if (chunk_rows >= mb.rows) {
+        if (kept) {
+          dx = BackwardLayer(graphs[ref.layer], dx, slot.grads, /*accumulate=*/false);
+        } else if (chunk_rows >= mb.rows) {
           dx = DecoderLayerBackward(config_, layer_layout, slot.weights, saved[ref.layer], dx, mb.attn,
                                     slot.grads);
         } else {

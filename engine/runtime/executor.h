@@ -51,6 +51,9 @@ struct ExecutorOptions {
   // Decoder layers run over at most this many tokens at a time (whole rows; exact, since
   // attention never crosses rows): bounds the per-layer working set. 0 = whole micro-batch.
   int64_t layer_chunk_tokens = 0;
+  // Up to this many decoder layers (the last in forward order whose slot is not reloaded
+  // before their backward) keep their forward graph instead of recomputing it.
+  int keep_graph_layers = 0;
   // Refuse micro-batches larger than this many tokens (what the memory plan assumed); 0 = no limit.
   int64_t max_tokens_per_micro_batch = 0;
   // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).

@@ -106,8 +106,17 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.resident_layers = slots == L ? L : 0;
   p.activations_on_device = !offload;
   p.lm_head_chunk_tokens = chunk;
+  // Forward graphs kept for backward (no recompute): ~t * (6*I + 12*d) * es per layer.
+  const int64_t per_graph = t * (6 * c.intermediate_size + 12 * c.hidden_size) * es;
+  if (e.keep_graph_layers >= 0) {
+    p.keep_graph_layers = std::min(e.keep_graph_layers, L);
+  } else if (in.cuda && e.device_memory_budget == 0 && !offload) {
+    const int64_t need = fixed + slots * per_slot + saved + working;
+    const int64_t room = budget - need;
+    p.keep_graph_layers = static_cast<int>(std::clamp<int64_t>(room / std::max<int64_t>(per_graph, 1), 0, L));
+  }
   p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
-  p.need.device = fixed + slots * per_slot + saved + working;
+  p.need.device = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
   p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +

@@ -158,6 +158,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.lm_head_chunk_tokens = m->plan.lm_head_chunk_tokens;
   eo.offload_activations = !m->plan.activations_on_device;
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
+  eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();

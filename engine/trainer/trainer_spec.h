@@ -36,6 +36,9 @@ struct EngineSpec {
   // Decoder-layer slots streamed through the device; 0 = chosen by the planner.
   int window_slots = 0;
   ActivationPlacement activations = ActivationPlacement::kAuto;
+  // Decoder layers whose forward graph (all intermediates) is kept for backward instead of
+  // being recomputed; -1 = as many as free device memory allows (0 under a budget or on CPU).
+  int keep_graph_layers = -1;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = hardware concurrency

@@ -68,6 +68,21 @@ TEST(TrainerTest, RowChunkedLayersEqualWholeBatch) {
   for (int s = 0; s < f.steps; ++s) EXPECT_NEAR(a[s], b[s], 1e-5 * b[s]) << s;
 }
 
+TEST(TrainerTest, KeptGraphsEqualRecompute) {
+  // All layers resident and kept from the forward (no recompute) vs 1 sliding slot with
+  // recompute: the same losses up to fp32 rounding. Two micro-batches exercise accumulation.
+  auto f = testing::LoadGolden("llama_tied_bias");
+  TrainerSpec keep_spec = testing::GoldenSpec(f, 2);
+  keep_spec.engine.keep_graph_layers = 2;
+  auto kept = Make(keep_spec);
+  auto recompute = Make(testing::GoldenSpec(f, 1));
+  ASSERT_TRUE(kept && recompute);
+  EXPECT_EQ(kept->plan().keep_graph_layers, 2);
+  std::vector<double> a = Train(*kept, f, 0, f.steps);
+  std::vector<double> b = Train(*recompute, f, 0, f.steps);
+  for (int s = 0; s < f.steps; ++s) EXPECT_NEAR(a[s], b[s], 1e-6 * b[s]) << s;
+}
+
 TEST(TrainerTest, MicroBatchLargerThanPlannedIsRefused) {
   auto f = testing::LoadGolden("qwen3");
   TrainerSpec spec = testing::GoldenSpec(f, 1);
