@@ -13,7 +13,7 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libsqlite3-dev libyaml-cpp-dev
   # tests
-  libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf prometheus
+  libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf prometheus openssl util-linux
   # go client
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-grpc
 )
