@@ -11,6 +11,8 @@
 
 namespace sfd {
 
+inline constexpr char kDefaultMetricsAddress[] = "127.0.0.1:9464";
+
 struct TlsConfig {
   std::string cert_file;       // PEM server certificate chain
   std::string key_file;        // PEM private key
@@ -29,7 +31,9 @@ struct ServerConfig {
   std::string output_root;               // default: <state_dir>/outputs
   int queue_limit = 64;                  // QUEUED jobs accepted at once
   std::string worker_binary;             // default: sfd-worker next to the sfd binary
-  std::string metrics_address;           // Prometheus exposer address, e.g. "127.0.0.1:9464"
+  // Prometheus /metrics endpoint: "" = kDefaultMetricsAddress, best effort (a warning when it
+  // cannot listen, e.g. a second daemon); "none" = off; anything else must work or sfd exits.
+  std::string metrics_address;
   int max_attempts = 3;                  // worker launches per job (crash -> resume)
   int cancel_grace_seconds = 30;         // cancel without checkpoint: SIGKILL after this
   int checkpoint_grace_seconds = 900;    // cancel/shutdown with a final checkpoint

@@ -26,6 +26,7 @@
 #include "server/config.h"
 #include "server/job_manager.h"
 #include "server/job_store.h"
+#include "server/metrics_prometheus.h"
 #include "server/sfd_service.h"
 #include "spdlog/spdlog.h"
 
@@ -111,10 +112,6 @@ int Run() {
     std::cerr << "sfd: " << tcp_creds.status().message() << "\n";
     return 2;
   }
-  if (!config.metrics_address.empty())
-    spdlog::warn("metrics_address {} is set but this build has no metrics exporter",
-                 config.metrics_address);
-
   // SIGTERM/SIGINT are handled by sigwait() below: block them before any thread starts.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -123,7 +120,34 @@ int Run() {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  JobManager manager(config, store->get(), &*policy, NoopMetricsSink());
+  // Prometheus exporter (after the signal mask: civetweb's threads must not take SIGTERM).
+  std::unique_ptr<PrometheusMetrics> metrics;
+  if (config.metrics_address != "none") {
+    const bool explicit_address = !config.metrics_address.empty();
+    auto served = PrometheusMetrics::CreateServing(
+        explicit_address ? config.metrics_address : std::string(kDefaultMetricsAddress));
+    if (served.ok()) {
+      metrics = std::move(*served);
+      spdlog::info("metrics on http://{}/metrics", metrics->address());
+      if (!IsLoopbackAddress(metrics->address()))
+        spdlog::warn("metrics_address {} is not loopback: /metrics has no authentication",
+                     metrics->address());
+      std::cout << "sfd metrics: http://" << metrics->address() << "/metrics" << std::endl;
+    } else if (explicit_address) {
+      std::cerr << "sfd: " << served.status().message() << "\n";
+      return 2;
+    } else {
+      spdlog::warn("{} (set metrics_address in sfd.yaml, or none)",
+                   std::string(served.status().message()));
+    }
+  }
+  if (metrics) {
+    if (absl::Status st = metrics->LoadJobStates(store->get()); !st.ok())
+      spdlog::warn("metrics: cannot count stored jobs: {}", std::string(st.message()));
+  }
+
+  JobManager manager(config, store->get(), &*policy,
+                     metrics ? static_cast<MetricsSink*>(metrics.get()) : NoopMetricsSink());
   if (absl::Status st = manager.Start(); !st.ok()) {
     std::cerr << "sfd: " << st.message() << "\n";
     return 2;
