@@ -131,7 +131,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
     << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations for "
     << t << " tokens/micro-batch, saved inputs " << (offload ? "offloaded to pinned host" : "on device")
-    << "), "
+    << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
     << " host (fp32 master+m+v)";
   p.summary = s.str();
