@@ -15,7 +15,8 @@ PKGS=(
   # tests
   libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf prometheus openssl util-linux
   # go client
-  golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-grpc
+  golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-grpc protoc-gen-go
+  golang-github-golang-protobuf-1-5-dev
 )
 
 missing=()
