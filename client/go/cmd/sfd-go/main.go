@@ -26,7 +26,7 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: sfd-go [--socket=PATH | --address=HOST:PORT [--token_file=F]] COMMAND
   submit JOB.yaml [--follow]   create a job (prints its id); --follow: follow it to the end
   follow JOB_ID                print the job's events until it ends
-  get JOB_ID                   print the job as JSON`)
+  get JOB_ID                   print the job as JSON (proto field names)`)
 	os.Exit(2)
 }
 
@@ -147,7 +147,8 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		fmt.Println(protojson.Format(job))
+		// Proto field names, as sfctl --json prints them.
+		fmt.Println(protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Format(job))
 	default:
 		usage()
 	}
