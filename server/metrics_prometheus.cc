@@ -174,6 +174,9 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
                   "state in RAM, nvme = bytes on the NVMe tier)");
   planned_memory_ = gauge("sfd_job_planned_memory_bytes",
                           "Memory the job's plan needs, by tier (as sfd_job_memory_bytes)");
+  gpu_reserved_ = gauge("sfd_job_gpu_reserved_bytes",
+                        "Peak GPU memory reserved by the allocator during the last step "
+                        "(allocated + cached; sfd_job_memory_bytes{tier=\"gpu\"} is allocated)");
   rss_ = gauge("sfd_job_resident_memory_bytes", "Resident set size of the job's worker process");
   step_duration_ = &prometheus::BuildHistogram()
                         .Name("sfd_job_step_duration_seconds")
@@ -324,6 +327,7 @@ void PrometheusMetrics::OnStep(const std::string& job_id, const v1::StepMetrics&
   s.G(memory_, {"tier", "pinned_host"}).Set(static_cast<double>(m.peak().pinned()));
   s.G(memory_, {"tier", "host"}).Set(static_cast<double>(m.peak().host()));
   s.G(memory_, {"tier", "nvme"}).Set(static_cast<double>(m.peak().nvme()));
+  s.G(gpu_reserved_).Set(static_cast<double>(m.device_reserved()));
   s.G(rss_).Set(static_cast<double>(m.host_rss()));
   if (s.step_duration == nullptr) s.step_duration = &step_duration_->Add(s.labels, StepBuckets());
   s.step_duration->Observe(std::max(0.0, secs));

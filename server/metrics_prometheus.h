@@ -103,6 +103,7 @@ class PrometheusMetrics : public MetricsSink {
   prometheus::Family<prometheus::Gauge>* flops_per_second_;
   prometheus::Family<prometheus::Gauge>* memory_;
   prometheus::Family<prometheus::Gauge>* planned_memory_;
+  prometheus::Family<prometheus::Gauge>* gpu_reserved_;
   prometheus::Family<prometheus::Gauge>* rss_;
   prometheus::Family<prometheus::Histogram>* step_duration_;
 

@@ -38,6 +38,9 @@ struct DeviceMemory {
   int64_t peak = 0;       // peak since the last ResetPeak()
   int64_t free = 0;       // free bytes on the device (0 = unknown)
   int64_t total = 0;      // device capacity (0 = unknown)
+  // Peak bytes the device allocator reserved from the driver since ResetPeak() (CUDA caching
+  // allocator: allocated + cached); 0 on the CPU stand-in tier.
+  int64_t reserved_peak = 0;
 };
 
 class Backend {

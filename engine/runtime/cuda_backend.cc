@@ -122,6 +122,7 @@ class CudaBackend final : public Backend {
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_);
     m.in_use = stats.allocated_bytes[0].current;
     m.peak = stats.allocated_bytes[0].peak;
+    m.reserved_peak = stats.reserved_bytes[0].peak;
     size_t free = 0, total = 0;
     if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
       m.free = static_cast<int64_t>(free);

@@ -234,6 +234,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.d2h_bytes = pass.d2h_bytes;
   const DeviceMemory dm = m.backend->Memory();
   st.peak.device = dm.peak;
+  st.device_reserved = dm.reserved_peak;
   st.peak.pinned = m.backend->pinned_bytes();
   st.peak.host = HostUnitBytes(*m.layout, m.dtype == at::kBFloat16,
                                m.host[m.layout->layer_unit(0)].grad.defined());

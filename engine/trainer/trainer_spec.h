@@ -88,7 +88,8 @@ struct StepStats {
   int64_t h2d_bytes = 0;
   int64_t d2h_bytes = 0;
   int64_t nvme_bytes = 0;
-  TierBytes peak;              // peak use per tier during the step
+  TierBytes peak;              // peak use per tier during the step (device: allocated)
+  int64_t device_reserved = 0; // peak bytes reserved by the GPU allocator in the step (0 on CPU)
   int64_t host_rss = 0;        // process resident set after the step
   double model_flops = 0;      // 6*N_matmul*tokens + attention term, per step
 };

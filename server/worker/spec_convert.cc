@@ -128,6 +128,7 @@ v1::StepMetrics ToProto(const StepStats& s) {
   out.set_d2h_bytes(s.d2h_bytes);
   out.set_nvme_bytes(s.nvme_bytes);
   ToProto(s.peak, out.mutable_peak());
+  out.set_device_reserved(s.device_reserved);
   out.set_host_rss(s.host_rss);
   out.set_model_flops(s.model_flops);
   return out;

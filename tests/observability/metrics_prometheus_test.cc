@@ -56,6 +56,7 @@ v1::StepMetrics Step(int64_t step, double loss) {
   s.mutable_peak()->set_device(3 << 20);
   s.mutable_peak()->set_pinned(5 << 20);
   s.mutable_peak()->set_host(7 << 20);
+  s.set_device_reserved(4 << 20);
   s.set_host_rss(11 << 20);
   s.set_model_flops(6e12);
   s.set_total_steps(10);
@@ -112,6 +113,7 @@ TEST(PrometheusMetricsTest, StepReportsBecomeJobSeries) {
   EXPECT_EQ(v["sfd_job_memory_bytes{" + j + ",tier=\"host\"}"], 7 << 20);
   EXPECT_EQ(v["sfd_job_planned_memory_bytes{" + j + ",tier=\"gpu\"}"], 100);
   EXPECT_EQ(v["sfd_job_planned_memory_bytes{" + j + ",tier=\"host\"}"], 300);
+  EXPECT_EQ(v["sfd_job_gpu_reserved_bytes{" + j + "}"], 4 << 20);
   EXPECT_EQ(v["sfd_job_resident_memory_bytes{" + j + "}"], 11 << 20);
   EXPECT_EQ(v["sfd_job_checkpoints_total{" + j + "}"], 1);
   EXPECT_EQ(v["sfd_job_step_duration_seconds_count{" + j + "}"], 2);

@@ -127,7 +127,7 @@ JOB_SERIES = [
     "sfd_job_model_flops_total", "sfd_job_step", "sfd_job_total_steps", "sfd_job_attempt",
     "sfd_job_loss", "sfd_job_eval_loss", "sfd_job_learning_rate", "sfd_job_grad_norm",
     "sfd_job_tokens_per_second", "sfd_job_model_flops_per_second",
-    "sfd_job_resident_memory_bytes", "sfd_job_checkpoints_total",
+    "sfd_job_resident_memory_bytes", "sfd_job_gpu_reserved_bytes", "sfd_job_checkpoints_total",
     "sfd_job_step_duration_seconds_bucket", "sfd_job_step_duration_seconds_count",
     "sfd_job_step_duration_seconds_sum",
 ]
@@ -141,7 +141,25 @@ LABELLED = {
 }
 
 
+def mapped_libraries(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {line.split()[-1] for line in f if "/" in line}
+
+
 class PrometheusTest(unittest.TestCase):
+    def test_0_metrics_come_from_the_torch_free_daemon(self):
+        # civetweb cannot start its threads in a process that loaded torch 2.11: the endpoint
+        # lives in sfd, which maps no torch library, and is fed by the worker, which does.
+        libs = mapped_libraries(sfd.proc.pid)
+        self.assertFalse([l for l in libs if re.search(r"lib(torch|c10)", l)], libs)
+        children = []  # forked by the scheduler thread: look at every thread's children
+        for task in os.listdir("/proc/%d/task" % sfd.proc.pid):
+            with open("/proc/%d/task/%s/children" % (sfd.proc.pid, task)) as f:
+                children += [int(p) for p in f.read().split()]
+        workers = [p for p in children if open("/proc/%d/comm" % p).read().strip() == "sfd-worker"]
+        self.assertEqual(len(workers), 1, children)
+        self.assertTrue([l for l in mapped_libraries(workers[0]) if "libtorch" in l])
+
     def test_1_promtool_check_metrics_is_clean(self):
         text = http_get(sfd.metrics_url)
         self.assertIn('job_id="%s"' % job_id, text)
@@ -183,7 +201,7 @@ class PrometheusTest(unittest.TestCase):
         # Every sfd metric name follows the rules: counters end in _total, units are base units.
         meta = json.loads(http_get(prom_url + "/api/v1/metadata"))["data"]
         names = [n for n in meta if n.startswith("sfd_")]
-        self.assertGreaterEqual(len(names), 25, names)
+        self.assertGreaterEqual(len(names), 26, names)
         for n in names:
             kind = meta[n][0]["type"]
             self.assertEqual(kind == "counter", n.endswith("_total"), (n, kind))

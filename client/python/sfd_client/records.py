@@ -10,7 +10,7 @@ STEP_FIELDS = (
     "step", "total_steps", "loss", "lr", "grad_norm", "tokens", "target_tokens",
     "step_seconds", "forward_seconds", "backward_seconds", "optimizer_seconds",
     "stall_weights_seconds", "stall_optimizer_seconds", "stall_activations_seconds",
-    "h2d_bytes", "d2h_bytes", "nvme_bytes", "host_rss", "model_flops",
+    "h2d_bytes", "d2h_bytes", "nvme_bytes", "device_reserved", "host_rss", "model_flops",
 )
 PEAK_FIELDS = ("device", "pinned", "host", "nvme")
 COLUMNS = (("job_id", "time_ms") + STEP_FIELDS + tuple("peak_" + f for f in PEAK_FIELDS)
