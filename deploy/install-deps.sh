@@ -13,7 +13,7 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libsqlite3-dev libyaml-cpp-dev
   # tests
-  libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf prometheus openssl util-linux
+  libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf python3-yaml prometheus openssl util-linux
   # go client
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-grpc protoc-gen-go
   golang-github-golang-protobuf-1-5-dev
