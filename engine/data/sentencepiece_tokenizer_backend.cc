@@ -1,67 +1,52 @@
-// SpmBackend over libsentencepiece (see sentencepiece_tokenizer_backend.h). No absl here.
+// SpmBackend::Load: finds libsfd_spm.so and opens it isolated (see the header for why).
 #include "engine/data/sentencepiece_tokenizer_backend.h"
 
-#ifdef SFD_HAVE_SENTENCEPIECE
-#include <sentencepiece_processor.h>
-#endif
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
 
 namespace sfd {
+namespace {
 
-#ifdef SFD_HAVE_SENTENCEPIECE
-struct SpmBackend::Impl {
-  sentencepiece::SentencePieceProcessor sp;
-};
+// The module path: $SFD_SPM_MODULE, else where the build put it, else the loader's search.
+std::string ModulePath() {
+  if (const char* env = std::getenv("SFD_SPM_MODULE"); env != nullptr && *env != '\0') return env;
+#ifdef SFD_SPM_MODULE_PATH
+  return SFD_SPM_MODULE_PATH;
+#else
+  return "libsfd_spm.so";
+#endif
+}
+
+}  // namespace
 
 std::unique_ptr<SpmBackend> SpmBackend::Load(const std::string& path, std::string* error) {
-  auto impl = std::make_unique<Impl>();
-  const auto status = impl->sp.Load(path);
-  if (!status.ok()) {
-    *error = status.ToString();
+#ifndef SFD_HAVE_SENTENCEPIECE
+  (void)path;
+  *error = "sfd was built without libsentencepiece (install libsentencepiece-dev and rebuild)";
+  return nullptr;
+#else
+  static std::once_flag once;
+  static SfdSpmLoadFn load = nullptr;
+  static std::string open_error;
+  std::call_once(once, [] {
+    const std::string module = ModulePath();
+    void* handle = dlopen(module.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (handle == nullptr) {
+      const char* e = dlerror();
+      open_error = "cannot load the SentencePiece module " + module + ": " + (e ? e : "unknown");
+      return;
+    }
+    load = reinterpret_cast<SfdSpmLoadFn>(dlsym(handle, kSfdSpmLoadSymbol));
+    if (load == nullptr) open_error = module + " has no symbol " + kSfdSpmLoadSymbol;
+  });
+  if (load == nullptr) {
+    *error = open_error;
     return nullptr;
   }
-  return std::unique_ptr<SpmBackend>(new SpmBackend(std::move(impl)));
+  return std::unique_ptr<SpmBackend>(load(path, error));
+#endif
 }
-
-bool SpmBackend::Encode(std::string_view text, std::vector<int>* ids, std::string* error) const {
-  const auto status = impl_->sp.Encode(text, ids);
-  if (!status.ok()) *error = status.ToString();
-  return status.ok();
-}
-
-bool SpmBackend::Decode(const std::vector<int>& ids, std::string* text, std::string* error) const {
-  const auto status = impl_->sp.Decode(ids, text);
-  if (!status.ok()) *error = status.ToString();
-  return status.ok();
-}
-
-int SpmBackend::PieceSize() const { return impl_->sp.GetPieceSize(); }
-int SpmBackend::PieceToId(std::string_view piece) const { return impl_->sp.PieceToId(piece); }
-const std::string& SpmBackend::IdToPiece(int id) const { return impl_->sp.IdToPiece(id); }
-bool SpmBackend::IsControl(int id) const { return impl_->sp.IsControl(id); }
-bool SpmBackend::IsUnknown(int id) const { return impl_->sp.IsUnknown(id); }
-bool SpmBackend::IsByte(int id) const { return impl_->sp.IsByte(id); }
-int SpmBackend::bos_id() const { return impl_->sp.bos_id(); }
-
-#else  // !SFD_HAVE_SENTENCEPIECE
-struct SpmBackend::Impl {
-  std::string empty;
-};
-std::unique_ptr<SpmBackend> SpmBackend::Load(const std::string&, std::string* error) {
-  *error = "sfd was built without libsentencepiece";
-  return nullptr;
-}
-bool SpmBackend::Encode(std::string_view, std::vector<int>*, std::string*) const { return false; }
-bool SpmBackend::Decode(const std::vector<int>&, std::string*, std::string*) const { return false; }
-int SpmBackend::PieceSize() const { return 0; }
-int SpmBackend::PieceToId(std::string_view) const { return -1; }
-const std::string& SpmBackend::IdToPiece(int) const { return impl_->empty; }
-bool SpmBackend::IsControl(int) const { return false; }
-bool SpmBackend::IsUnknown(int) const { return false; }
-bool SpmBackend::IsByte(int) const { return false; }
-int SpmBackend::bos_id() const { return -1; }
-#endif  // SFD_HAVE_SENTENCEPIECE
-
-SpmBackend::SpmBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SpmBackend::~SpmBackend() = default;
 
 }  // namespace sfd
