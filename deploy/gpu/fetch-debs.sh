@@ -11,7 +11,7 @@ PKGS=(libabsl-dev libabsl20220623 liburing-dev liburing2 libgtest-dev libgmock-d
       libgrpc++-dev libgrpc-dev libgrpc++1.51 libgrpc29 protobuf-compiler-grpc protobuf-compiler
       libprotoc32 libprotobuf-dev libprotobuf32 libre2-9 libre2-dev libc-ares2 libc-ares-dev libssl-dev
       zlib1g-dev prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
-      libprometheus-cpp-push1.0 libcivetweb1 libcivetweb-dev libsqlite3-dev libcurl4-openssl-dev
+      libprometheus-cpp-push1.0 libcivetweb1 libcivetweb-dev civetweb libsqlite3-dev libcurl4-openssl-dev
       libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9)
 for p in "${PKGS[@]}"; do
   ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download "$p"
