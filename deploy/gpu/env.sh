@@ -7,7 +7,9 @@ export SFD_DEPS_PREFIX
 if [ ! -f "$SFD_DEPS_PREFIX/.done" ]; then
   mkdir -p "$SFD_DEPS_PREFIX"
   for f in .deps/debs/*.deb; do dpkg -x "$f" "$SFD_DEPS_PREFIX"; done
-  sed -i "s|^prefix=/usr|prefix=$SFD_DEPS_PREFIX/usr|" "$SFD_DEPS_PREFIX"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
+  # Every path in the carried .pc files names the package's own files: point them at the prefix.
+  sed -i "s|/usr/|$SFD_DEPS_PREFIX/usr/|g; s|^prefix=/usr\$|prefix=$SFD_DEPS_PREFIX/usr|" \
+    "$SFD_DEPS_PREFIX"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
   touch "$SFD_DEPS_PREFIX/.done"
 fi
 PY=${SFD_PYTHON:-python3}
