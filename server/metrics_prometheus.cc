@@ -1,14 +1,13 @@
 #include "server/metrics_prometheus.h"
 
 #include <CivetServer.h>
+#include <google/protobuf/stubs/common.h>
+#include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <exception>
 #include <sstream>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
-#include <google/protobuf/stubs/common.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -133,8 +132,9 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
                       .Add({});
   worker_exits_ = &prometheus::BuildCounter()
                        .Name("sfd_worker_exits_total")
-                       .Help("sfd-worker processes that ended, by outcome (exited = reported a "
-                             "final status, crashed = died without one)")
+                       .Help(
+                           "sfd-worker processes that ended, by outcome (exited = reported a "
+                           "final status, crashed = died without one)")
                        .Register(r);
   worker_exits_->Add({{"outcome", "exited"}});
   worker_exits_->Add({{"outcome", "crashed"}});
@@ -145,10 +145,12 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(r);
   };
-  steps_ = counter("sfd_job_steps_total", "Optimizer steps trained (re-run steps after a resume count again)");
+  steps_ = counter("sfd_job_steps_total",
+                   "Optimizer steps trained (re-run steps after a resume count again)");
   tokens_ = counter("sfd_job_tokens_total", "Input tokens trained on");
   target_tokens_ = counter("sfd_job_target_tokens_total", "Tokens that carried loss");
-  flops_ = counter("sfd_job_model_flops_total", "Model floating-point operations (6*N*tokens + attention)");
+  flops_ = counter("sfd_job_model_flops_total",
+                   "Model floating-point operations (6*N*tokens + attention)");
   transfer_ = counter("sfd_job_transfer_bytes_total",
                       "Bytes moved between memory tiers, by direction (h2d, d2h, nvme)");
   stall_ = counter("sfd_job_stall_seconds_total",
@@ -157,15 +159,19 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
   phase_ = counter("sfd_job_phase_seconds_total",
                    "Time per training phase (forward, backward, optimizer = CPU AdamW wall time, "
                    "overlapping compute)");
-  checkpoints_ = counter("sfd_job_checkpoints_total", "Checkpoints written (the final model included)");
+  checkpoints_ =
+      counter("sfd_job_checkpoints_total", "Checkpoints written (the final model included)");
   step_ = gauge("sfd_job_step", "Optimizer step last completed");
   total_steps_ = gauge("sfd_job_total_steps", "Optimizer steps the job will run");
   attempt_ = gauge("sfd_job_attempt", "Worker launch number of the current attempt (1 = first)");
-  loss_ = gauge("sfd_job_loss", "Training loss (mean cross-entropy over target tokens) of the last step");
+  loss_ = gauge("sfd_job_loss",
+                "Training loss (mean cross-entropy over target tokens) of the last step");
   eval_loss_ = gauge("sfd_job_eval_loss", "Loss on the evaluation set at the last evaluation");
   lr_ = gauge("sfd_job_learning_rate", "Learning rate of the last step");
-  grad_norm_ = gauge("sfd_job_grad_norm", "Global L2 gradient norm of the last step, before clipping");
-  tokens_per_second_ = gauge("sfd_job_tokens_per_second", "Input tokens per second of the last step");
+  grad_norm_ =
+      gauge("sfd_job_grad_norm", "Global L2 gradient norm of the last step, before clipping");
+  tokens_per_second_ =
+      gauge("sfd_job_tokens_per_second", "Input tokens per second of the last step");
   flops_per_second_ = gauge("sfd_job_model_flops_per_second",
                             "Model FLOP/s of the last step (model_flops / step time)");
   memory_ = gauge("sfd_job_memory_bytes",
@@ -227,8 +233,8 @@ absl::StatusOr<std::unique_ptr<PrometheusMetrics>> PrometheusMetrics::CreateServ
         absl::StrCat("metrics_address ", address, ": cannot serve metrics: ", error));
   }
   const std::vector<int> ports = m->server_->getListeningPorts();
-  m->address_ = ports.empty() ? address
-                              : absl::StrCat(address.substr(0, colon), ":", ports.front());
+  m->address_ =
+      ports.empty() ? address : absl::StrCat(address.substr(0, colon), ":", ports.front());
   return m;
 }
 
@@ -306,9 +312,12 @@ void PrometheusMetrics::OnStep(const std::string& job_id, const v1::StepMetrics&
   s.C(tokens_).Increment(static_cast<double>(std::max<int64_t>(0, m.tokens())));
   s.C(target_tokens_).Increment(static_cast<double>(std::max<int64_t>(0, m.target_tokens())));
   s.C(flops_).Increment(std::max(0.0, m.model_flops()));
-  s.C(transfer_, {"direction", "h2d"}).Increment(static_cast<double>(std::max<int64_t>(0, m.h2d_bytes())));
-  s.C(transfer_, {"direction", "d2h"}).Increment(static_cast<double>(std::max<int64_t>(0, m.d2h_bytes())));
-  s.C(transfer_, {"direction", "nvme"}).Increment(static_cast<double>(std::max<int64_t>(0, m.nvme_bytes())));
+  s.C(transfer_, {"direction", "h2d"})
+      .Increment(static_cast<double>(std::max<int64_t>(0, m.h2d_bytes())));
+  s.C(transfer_, {"direction", "d2h"})
+      .Increment(static_cast<double>(std::max<int64_t>(0, m.d2h_bytes())));
+  s.C(transfer_, {"direction", "nvme"})
+      .Increment(static_cast<double>(std::max<int64_t>(0, m.nvme_bytes())));
   s.C(stall_, {"cause", "weights"}).Increment(std::max(0.0, m.stall_weights_seconds()));
   s.C(stall_, {"cause", "optimizer"}).Increment(std::max(0.0, m.stall_optimizer_seconds()));
   s.C(stall_, {"cause", "activations"}).Increment(std::max(0.0, m.stall_activations_seconds()));
