@@ -86,6 +86,7 @@ class LiveSfd:
             f.write("state_dir: state\nroots:\n  models: [models]\n  data: [data]\n"
                     "  output: out\nmetrics_address: 127.0.0.1:0\nlog_level: debug\n"
                     + self.extra_config + "\n")
+        offset = len(self.log())  # a restart appends to the same log
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BIN_DIR, "sfd"), "--config=" + os.path.join(self.dir, "sfd.yaml")],
@@ -93,7 +94,7 @@ class LiveSfd:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log()
+            text = self.log()[offset:]
             if "sfd ready: " in text:
                 m = re.search(r"sfd metrics: (http://\S+)", text)
                 self.metrics_url = m.group(1) if m else None
@@ -110,11 +111,15 @@ class LiveSfd:
         except FileNotFoundError:
             return ""
 
-    def stop(self):
+    def kill9(self):
+        """SIGKILL sfd (its worker dies with it); the state dir stays for a restart."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
         self.proc = None
+
+    def stop(self):
+        self.kill9()
         if not os.environ.get("SFD_E2E_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
