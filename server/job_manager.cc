@@ -12,11 +12,14 @@
 #include "absl/strings/str_split.h"
 #include "engine/common/status.h"
 #include "server/job_yaml.h"
+#include "server/plan_check.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
 namespace sfd {
 namespace {
+
+constexpr absl::Duration kPlanCheckTimeout = absl::Seconds(60);
 
 std::string NewJobId() {
   static std::mutex mu;
@@ -114,6 +117,15 @@ absl::StatusOr<v1::CreateJobResponse> JobManager::CreateJob(const v1::CreateJobR
   SFD_ASSIGN_OR_RETURN(v1::JobSpec spec, ParseJobYaml(text));
   const std::string id = NewJobId();
   SFD_RETURN_IF_ERROR(ResolveJobPaths(*policy_, id, &spec));
+  // Refuse now a job whose memory plan cannot fit (sfd-worker --plan-only, bounded). Its log
+  // is kept only for a job that is queued.
+  if (absl::Status plan = CheckJobPlan(config_.worker_binary, spec, WorkerLogPath(id),
+                                       kPlanCheckTimeout);
+      !plan.ok() || req.validate_only()) {
+    std::error_code ec;
+    std::filesystem::remove(WorkerLogPath(id), ec);
+    SFD_RETURN_IF_ERROR(plan);
+  }
 
   v1::Job job;
   job.set_id(id);

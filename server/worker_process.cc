@@ -17,7 +17,8 @@ namespace sfd {
 
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(
     const std::string& binary, const worker::v1::WorkerStart& start,
-    const std::string& log_path, ReportFn on_report, ExitFn on_exit) {
+    const std::string& log_path, ReportFn on_report, ExitFn on_exit,
+    const std::vector<std::string>& extra_args) {
   if (::access(binary.c_str(), X_OK) != 0)
     return absl::FailedPreconditionError(
         absl::StrCat("worker binary ", binary, " is not executable: ", std::strerror(errno)));
@@ -32,8 +33,11 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(
   }
   // Everything the child needs is prepared before fork(): after it, only async-signal-safe
   // calls (the daemon is multithreaded).
-  std::string arg0 = binary, arg1 = "--ipc-fd=3";
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
+  std::vector<std::string> args = {binary, "--ipc-fd=3"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -55,7 +59,7 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(
     } else {
       ::dup2(child_fd, 3);  // dup2 clears FD_CLOEXEC on the new descriptor
     }
-    ::execv(argv[0], argv);
+    ::execv(argv[0], argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/ipc/frame_io.h"
@@ -25,11 +26,12 @@ class WorkerProcess {
   using ReportFn = std::function<void(const worker::v1::WorkerReport&)>;
   using ExitFn = std::function<void()>;
 
-  // Starts `binary --ipc-fd=3` and sends `start` as the first frame. `on_report` and
-  // `on_exit` run on the reader thread (on_exit last, exactly once).
+  // Starts `binary --ipc-fd=3 [extra_args...]` and sends `start` as the first frame.
+  // `on_report` and `on_exit` run on the reader thread (on_exit last, exactly once).
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Spawn(
       const std::string& binary, const worker::v1::WorkerStart& start,
-      const std::string& log_path, ReportFn on_report, ExitFn on_exit);
+      const std::string& log_path, ReportFn on_report, ExitFn on_exit,
+      const std::vector<std::string>& extra_args = {});
   // SIGKILLs a still-running worker and joins the reader thread. Never call from on_exit.
   ~WorkerProcess();
 

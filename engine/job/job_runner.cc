@@ -13,6 +13,21 @@
 #include "engine/job/job_checkpoint.h"
 
 namespace sfd {
+
+TrainerSpec TrainerSpecFor(const JobSpec& spec, int64_t total_steps) {
+  TrainerSpec ts;
+  ts.model_dir = spec.model_path;
+  ts.optimizer = spec.optimizer;
+  ts.schedule.kind = spec.lr_scheduler;
+  ts.schedule.warmup_steps = spec.warmup_steps;
+  ts.schedule.total_steps = total_steps;
+  ts.schedule.min_lr_ratio = spec.min_lr_ratio;
+  ts.max_grad_norm = spec.max_grad_norm;
+  ts.seed = spec.seed;
+  ts.engine = spec.engine;
+  return ts;
+}
+
 namespace {
 
 constexpr char kFinalDir[] = "final";
@@ -106,17 +121,7 @@ absl::Status JobRunnerImpl::BuildData() {
 }
 
 absl::Status JobRunnerImpl::BuildTrainer() {
-  TrainerSpec ts;
-  ts.model_dir = spec_.model_path;
-  ts.optimizer = spec_.optimizer;
-  ts.schedule.kind = spec_.lr_scheduler;
-  ts.schedule.warmup_steps = spec_.warmup_steps;
-  ts.schedule.total_steps = state_.total_steps;
-  ts.schedule.min_lr_ratio = spec_.min_lr_ratio;
-  ts.max_grad_norm = spec_.max_grad_norm;
-  ts.seed = spec_.seed;
-  ts.engine = spec_.engine;
-  SFD_ASSIGN_OR_RETURN(trainer_, Trainer::Create(ts));
+  SFD_ASSIGN_OR_RETURN(trainer_, Trainer::Create(TrainerSpecFor(spec_, state_.total_steps)));
   return absl::OkStatus();
 }
 

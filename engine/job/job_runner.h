@@ -39,6 +39,10 @@ struct JobCallbacks {
   std::function<void(const std::string& message)> on_log;
 };
 
+// The TrainerSpec a job's run uses. `total_steps` (for the LR schedule) comes from the data;
+// it does not change the memory plan.
+TrainerSpec TrainerSpecFor(const JobSpec& spec, int64_t total_steps);
+
 class JobRunner {
  public:
   // `resume_dir`: a checkpoint directory written by an earlier run of this job, or empty.

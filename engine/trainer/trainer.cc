@@ -88,7 +88,45 @@ struct Trainer::Impl {
         adam->FloatToBf16(h.master.data_ptr<float>(), reinterpret_cast<uint16_t*>(h.mirror.data_ptr()),
                           h.numel());
   }
+
+  // Model config, device and memory plan (the part Create and Plan share). The plan is made
+  // from config.json before the weights are opened, so a model that cannot fit is refused
+  // without reading its shards.
+  absl::Status LoadAndPlan();
 };
+
+absl::Status Trainer::Impl::LoadAndPlan() {
+  SFD_ASSIGN_OR_RETURN(config, LoadModelConfig(spec.model_dir));
+  layout = std::make_unique<ModelLayout>(config);
+  info = {config.architecture, layout->TotalParams(), layout->MatmulParams(),
+          layout->num_layers(), config.hidden_size, config.vocab_size};
+
+  SFD_ASSIGN_OR_RETURN(backend, Backend::Create(spec.engine));
+  SFD_ASSIGN_OR_RETURN(dtype, ComputeDtype(spec.engine.compute_dtype, backend->is_cuda()));
+
+  PlannerInputs pin;
+  pin.config = &config;
+  pin.layout = layout.get();
+  pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(dtype));
+  pin.cuda = backend->is_cuda();
+  pin.device_name = backend->name();
+  pin.device_free = backend->Memory().free;
+  pin.host_available = HostMemAvailable();
+  pin.engine = &spec.engine;
+  SFD_ASSIGN_OR_RETURN(plan, PlanMemory(pin));
+
+  if (!spec.random_init) {
+    SFD_ASSIGN_OR_RETURN(source, HfModelDir::Open(spec.model_dir));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MemoryPlan> Trainer::Plan(const TrainerSpec& spec) {
+  Impl m;
+  m.spec = spec;
+  SFD_RETURN_IF_ERROR(m.LoadAndPlan());
+  return std::move(m.plan);
+}
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() {
@@ -107,30 +145,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
       !(o.eps > 0) || !(o.weight_decay >= 0)) {
     return absl::InvalidArgumentError("optimizer: need lr >= 0, 0 <= betas < 1, eps > 0, weight_decay >= 0");
   }
-  if (spec.random_init) {
-    SFD_ASSIGN_OR_RETURN(m->config, LoadModelConfig(spec.model_dir));
-  } else {
-    SFD_ASSIGN_OR_RETURN(m->source, HfModelDir::Open(spec.model_dir));
-    m->config = m->source->config();
-  }
-  m->layout = std::make_unique<ModelLayout>(m->config);
+  SFD_RETURN_IF_ERROR(m->LoadAndPlan());
   const ModelLayout& layout = *m->layout;
-  m->info = {m->config.architecture, layout.TotalParams(), layout.MatmulParams(),
-             layout.num_layers(), m->config.hidden_size, m->config.vocab_size};
-
-  SFD_ASSIGN_OR_RETURN(m->backend, Backend::Create(spec.engine));
-  SFD_ASSIGN_OR_RETURN(m->dtype, ComputeDtype(spec.engine.compute_dtype, m->backend->is_cuda()));
-
-  PlannerInputs pin;
-  pin.config = &m->config;
-  pin.layout = &layout;
-  pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(m->dtype));
-  pin.cuda = m->backend->is_cuda();
-  pin.device_name = m->backend->name();
-  pin.device_free = m->backend->Memory().free;
-  pin.host_available = HostMemAvailable();
-  pin.engine = &spec.engine;
-  SFD_ASSIGN_OR_RETURN(m->plan, PlanMemory(pin));
 
   const bool bf16 = m->dtype == at::kBFloat16;
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16));

@@ -42,6 +42,11 @@ class Trainer {
  public:
   // Loads the model, computes and checks the memory plan, allocates all tiers.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerSpec& spec);
+  // The memory plan Create would compute, without allocating or loading weights: validates
+  // config.json, plans from it (a plan that does not fit is ResourceExhausted, with the numbers
+  // per tier), then checks the safetensors headers (unless random_init). The optimizer and
+  // schedule settings are not looked at. Used by the daemon to refuse a job at submission.
+  static absl::StatusOr<MemoryPlan> Plan(const TrainerSpec& spec);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

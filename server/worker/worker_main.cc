@@ -2,7 +2,8 @@
 // socketpair on --ipc-fd, runs JobRunner, reports plan / steps / evals / checkpoints / logs
 // and a Final status as length-delimited frames; obeys Cancel and CheckpointNow from the
 // daemon. Dies with the daemon (PR_SET_PDEATHSIG). Cancel with a final checkpoint =
-// request a checkpoint now, then cancel once it is written.
+// request a checkpoint now, then cancel once it is written. With --plan-only it only reports
+// the job's memory plan (or why it does not fit) and exits: the daemon's CreateJob check.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -55,6 +56,44 @@ void ControlLoop(int fd) {
       g_checkpoint_now = true;
     }
   }
+}
+
+// --plan-only: the memory plan of the job in the start frame (Trainer::Plan: no allocation, no
+// weights read), reported as `started` (plan only) when it fits, then `final` with the status
+// (RESOURCE_EXHAUSTED with the numbers when it does not fit). The daemon runs this at CreateJob.
+int PlanOnly(int fd) {
+  FrameWriter out(fd);
+  worker::v1::WorkerStart start;
+  if (absl::Status st = ReadFrame(fd, &start); !st.ok()) {
+    std::fprintf(stderr, "sfd-worker: no start frame: %s\n", std::string(st.message()).c_str());
+    return 3;
+  }
+  absl::Status st;
+  auto spec = ToEngineJobSpec(start.spec());
+  if (!spec.ok()) {
+    st = spec.status();
+  } else {
+    absl::StatusOr<MemoryPlan> plan = absl::InternalError("not planned");
+    try {
+      plan = Trainer::Plan(TrainerSpecFor(*spec, /*total_steps=*/0));
+    } catch (const std::exception& e) {
+      plan = ExceptionStatus(e);
+    }
+    st = plan.status();
+    if (plan.ok()) {
+      worker::v1::WorkerReport r;
+      *r.mutable_started()->mutable_plan() = ToProto(*plan);
+      if (!out.Write(r).ok()) return 4;
+    }
+  }
+  worker::v1::WorkerReport r;
+  r.mutable_final()->set_code(static_cast<int>(st.code()));
+  r.mutable_final()->set_message(std::string(st.message()));
+  if (!out.Write(r).ok()) return 4;
+  std::fprintf(stderr, "sfd-worker: plan-only: %s\n", st.ToString().c_str());
+  std::fflush(stderr);
+  ::close(fd);
+  ::_exit(0);  // skip static destructors of the engine's libraries
 }
 
 int Main(int fd) {
@@ -163,13 +202,15 @@ int main(int argc, char** argv) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   ::signal(SIGPIPE, SIG_IGN);
   int fd = -1;
+  bool plan_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--ipc-fd=", 0) == 0 && !absl::SimpleAtoi(a.substr(9), &fd)) fd = -1;
+    if (a == "--plan-only") plan_only = true;
   }
   if (fd < 0) {
-    std::fprintf(stderr, "usage: sfd-worker --ipc-fd=N (started by sfd, not by hand)\n");
+    std::fprintf(stderr, "usage: sfd-worker --ipc-fd=N [--plan-only] (started by sfd, not by hand)\n");
     return 2;
   }
-  return sfd::Main(fd);
+  return plan_only ? sfd::PlanOnly(fd) : sfd::Main(fd);
 }
