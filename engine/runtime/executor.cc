@@ -49,8 +49,20 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const ModelConfig& co
   if (options.compute_dtype != at::kFloat && options.compute_dtype != at::kBFloat16) {
     return absl::InvalidArgumentError("engine.compute_dtype must be bf16 or fp32");
   }
+  if (options.device_optimizer_units > 1 && options.num_slots < layout.num_layers()) {
+    return absl::InvalidArgumentError(
+        "engine.device_optimizer_units > 1 needs every decoder layer resident (window_slots = " +
+        std::to_string(layout.num_layers()) + ")");
+  }
   std::unique_ptr<Executor> e(new Executor(config, layout, backend, host, io, options));
   SFD_RETURN_IF_ERROR(e->Allocate());
+  e->weights_current_.assign(layout.num_units(), false);
+  e->unit_slot_.assign(layout.num_units(), -1);
+  if (options.device_optimizer_units > 0) {
+    e->dev_opt_ = std::make_unique<DeviceOptimizer>(
+        backend, std::min(options.device_optimizer_units, layout.num_units()));
+    SFD_RETURN_IF_ERROR(e->UploadDeviceState());
+  }
   e->stager_ = std::thread([p = e.get()] { p->StagerLoop(); });
   e->drainer_ = std::thread([p = e.get()] { p->DrainLoop(); });
   return e;
@@ -168,11 +180,16 @@ void Executor::StageLoad(const SlotLoad& load, int index) {
     lock.unlock();
     backend_->StreamWait(StreamId::kH2D, *slots_[load.slot].released);
   }
+  if (OnDevice(load.unit) && weights_current_[load.unit]) {  // updated in place on the device
+    load_events_[index]->Record(StreamId::kH2D);
+    return;
+  }
   const HostUnit& h = (*host_)[load.unit];
   // bf16: the pinned mirror the optimizer wrote; fp32 compute: the master itself.
   backend_->Copy(DeviceWeights(load.unit, load.slot), h.mirror.defined() ? h.mirror : h.master,
                  StreamId::kH2D);
   load_events_[index]->Record(StreamId::kH2D);
+  if (OnDevice(load.unit)) weights_current_[load.unit] = true;
 }
 
 // ---------------------------------------------------------------- drain thread
@@ -550,7 +567,18 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           dx = dxin;
         }
         saved[ref.layer] = at::Tensor();
-        if (direct) {
+        unit_slot_[use.unit] = use.slot;
+        if (OnDevice(use.unit)) {  // gradient stays on the device for DeviceUpdate
+          if (direct) {
+            grad_sumsq_ += at::linalg_vector_norm(slot.grads, 2, c10::nullopt, false, at::kFloat).square();
+          } else {
+            absl::Status st = dev_opt_->Accumulate(use.unit, slot.grads, use.micro_batch == 0);
+            if (!st.ok()) {
+              Fail(st);
+              return;
+            }
+          }
+        } else if (direct) {
           DirectGradD2H(use.unit, use.slot, &stats);
         } else {
           EnqueueGradD2H(use.unit, use.slot, use.micro_batch == 0, &stats);
@@ -580,6 +608,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       grad_sumsq_ += embed_grad_.square().sum() + head_grad_.square().sum();
       std::unique_ptr<Event> ready = backend_->NewEvent();
       for (int unit : {static_cast<int>(ModelLayout::kEmbeddingUnit), head}) {
+        if (OnDevice(unit)) continue;
         at::Tensor bf = (unit == head ? head_grad_ : embed_grad_).to(options_.compute_dtype);
         ready->Record(StreamId::kCompute);
         backend_->StreamWait(StreamId::kD2H, *ready);
@@ -593,7 +622,13 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       ready->Record(StreamId::kCompute);
       backend_->StreamWait(StreamId::kD2H, *ready);
       std::unique_ptr<Event> done = backend_->NewEvent();
+      if (dev_opt_ != nullptr) {
+        at::Tensor sq = at::zeros({}, embed_grad_.options());
+        for (int u = 0; u < dev_opt_->num_units(); ++u) sq += DeviceGrad(u, false).square().sum();
+        stats.device_grad_sumsq = sq.item<double>();
+      }
       for (int unit : {static_cast<int>(ModelLayout::kEmbeddingUnit), head}) {
+        if (OnDevice(unit)) continue;
         const at::Tensor& src = unit == head ? head_grad_ : embed_grad_;
         float* dst = (*host_)[unit].grad.data_ptr<float>();
         const int64_t chunk = fp32_chunk_.numel();
@@ -618,6 +653,38 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   SFD_RETURN_IF_ERROR(failure());
   backend_->Synchronize();
   return stats;
+}
+
+at::Tensor Executor::DeviceGrad(int unit, bool direct) const {
+  if (unit == ModelLayout::kEmbeddingUnit) return embed_grad_;
+  if (unit == layout_.head_unit()) return head_grad_;
+  return direct ? slots_[unit_slot_[unit]].grads : dev_opt_->accumulator(unit);
+}
+
+absl::Status Executor::DeviceUpdate(const AdamWStep& hp, bool direct) {
+  if (dev_opt_ == nullptr) return absl::OkStatus();
+  SFD_RETURN_IF_ERROR(failure());
+  std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
+  return compat::CatchTorch("device AdamW", [&] {
+    at::NoGradGuard no_grad;
+    for (int u = 0; u < dev_opt_->num_units(); ++u) {
+      const int slot = layout_.unit(u).kind == UnitKind::kDecoderLayer ? unit_slot_[u] : -1;
+      SFD_CHECK(layout_.unit(u).kind != UnitKind::kDecoderLayer || slot >= 0) << "unit " << u;
+      dev_opt_->Update(u, hp, DeviceGrad(u, direct), DeviceWeights(u, slot));
+      weights_current_[u] = true;
+    }
+  });
+}
+
+absl::Status Executor::UploadDeviceState() {
+  if (dev_opt_ == nullptr) return absl::OkStatus();
+  for (int u = 0; u < dev_opt_->num_units(); ++u) weights_current_[u] = false;  // reload weights
+  return dev_opt_->Upload(*host_);
+}
+
+absl::Status Executor::DownloadDeviceState() {
+  if (dev_opt_ == nullptr) return absl::OkStatus();
+  return dev_opt_->Download(host_);
 }
 
 absl::StatusOr<PassStats> Executor::Train(const std::vector<TokenBatch>& batches, double grad_scale,

@@ -35,6 +35,7 @@
 #include "engine/model/model_layout.h"
 #include "engine/optim/cpu_adamw.h"
 #include "engine/runtime/backend.h"
+#include "engine/runtime/device_optimizer.h"
 #include "engine/runtime/host_arena.h"
 #include "engine/runtime/schedule.h"
 
@@ -54,6 +55,10 @@ struct ExecutorOptions {
   // Up to this many decoder layers (the last in forward order whose slot is not reloaded
   // before their backward) keep their forward graph instead of recomputing it.
   int keep_graph_layers = 0;
+  // The first this-many units in forward order keep their optimizer state on the device
+  // (DeviceOptimizer): no H2D after the first load, no gradient D2H, AdamW on the device.
+  // Decoder layers qualify only when every layer has a slot of its own.
+  int device_optimizer_units = 0;
   // Refuse micro-batches larger than this many tokens (what the memory plan assumed); 0 = no limit.
   int64_t max_tokens_per_micro_batch = 0;
   // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).
@@ -75,6 +80,9 @@ struct PassStats {
   // Direct mode: sum of squares of the whole step's gradient, computed on the device
   // (-1 when the gradient is in the fp32 host arenas instead).
   double grad_sumsq = -1;
+  // Accumulate mode: sum of squares of the device-optimizer units' gradients (the rest are in
+  // the fp32 host arenas).
+  double device_grad_sumsq = 0;
 };
 
 class Executor {
@@ -98,6 +106,14 @@ class Executor {
   absl::StatusOr<at::Tensor> Logits(const TokenBatch& batch, int64_t version);
 
   int num_slots() const { return options_.num_slots; }
+
+  // Device-optimizer units (see ExecutorOptions::device_optimizer_units).
+  bool OnDevice(int unit) const { return dev_opt_ != nullptr && dev_opt_->has(unit); }
+  // AdamW on the device for those units, after a Train pass (`direct` as that pass).
+  absl::Status DeviceUpdate(const AdamWStep& hp, bool direct);
+  // Host arenas <-> device optimizer state (after loading a checkpoint / before saving one).
+  absl::Status UploadDeviceState();
+  absl::Status DownloadDeviceState();
   // Device bytes of the buffers this executor allocated up front.
   int64_t device_buffer_bytes() const { return device_bytes_; }
 
@@ -138,6 +154,11 @@ class Executor {
   CpuAdamW* io_;
   ExecutorOptions options_;
   at::Tensor grad_sumsq_;  // fp32 scalar, device: direct-mode gradient sum of squares
+  std::unique_ptr<DeviceOptimizer> dev_opt_;
+  std::vector<bool> weights_current_;  // device weights of a device-optimizer unit are current
+  std::vector<int> unit_slot_;         // slot of each decoder-layer unit in the last pass
+  // The gradient of a device-optimizer unit after a pass, [numel] on the device.
+  at::Tensor DeviceGrad(int unit, bool direct) const;
   at::Tensor inv_freq_;
   int64_t device_bytes_ = 0;
 

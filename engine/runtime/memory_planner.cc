@@ -106,17 +106,33 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.resident_layers = slots == L ? L : 0;
   p.activations_on_device = !offload;
   p.lm_head_chunk_tokens = chunk;
+  // Device optimizer (fp32 master, m, v on the device) for the leading units, first claim on
+  // the room left when every layer is resident and no budget is set.
+  int64_t device_opt_bytes = 0;
+  if (e.device_optimizer_units >= 0) {
+    p.device_optimizer_units = std::min(e.device_optimizer_units, layout.num_units());
+  } else if (in.cuda && e.device_memory_budget == 0 && slots == L && !offload) {
+    int64_t room = budget - (fixed + slots * per_slot + saved + working);
+    for (int u = 0; u < layout.num_units(); ++u) {
+      const int64_t cost = 12 * layout.layout(u).numel();
+      if (cost > room) break;
+      room -= cost;
+      ++p.device_optimizer_units;
+    }
+  }
+  for (int u = 0; u < p.device_optimizer_units; ++u) device_opt_bytes += 12 * layout.layout(u).numel();
   // Forward graphs kept for backward (no recompute): ~t * (6*I + 12*d) * es per layer.
   const int64_t per_graph = t * (6 * c.intermediate_size + 12 * c.hidden_size) * es;
   if (e.keep_graph_layers >= 0) {
     p.keep_graph_layers = std::min(e.keep_graph_layers, L);
   } else if (in.cuda && e.device_memory_budget == 0 && !offload) {
-    const int64_t need = fixed + slots * per_slot + saved + working;
+    const int64_t need = fixed + slots * per_slot + saved + working + device_opt_bytes;
     const int64_t room = budget - need;
     p.keep_graph_layers = static_cast<int>(std::clamp<int64_t>(room / std::max<int64_t>(per_graph, 1), 0, L));
   }
   p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
-  p.need.device = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph;
+  p.need.device = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph +
+                  device_opt_bytes;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
   p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
@@ -131,7 +147,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
     << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations for "
     << t << " tokens/micro-batch, saved inputs " << (offload ? "offloaded to pinned host" : "on device")
-    << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed), "
+    << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed; AdamW of "
+    << p.device_optimizer_units << " unit(s) on the device), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
     << " host (fp32 master+m+v)";
   p.summary = s.str();

@@ -46,6 +46,11 @@ void OptimizerStage::Loop() {
     }
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t u = 0; u < host_->size(); ++u) {
+      if (static_cast<int>(u) < device_units_) {  // updated on the device already
+        std::lock_guard<std::mutex> lock(mu_);
+        version_[u] = hp.step;
+        continue;
+      }
       HostUnit& h = (*host_)[u];
       uint16_t* out = h.mirror.defined() ? reinterpret_cast<uint16_t*>(h.mirror.data_ptr()) : nullptr;
       if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them

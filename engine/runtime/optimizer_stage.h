@@ -34,6 +34,8 @@ class OptimizerStage {
   // Sets every unit's version (after loading a checkpoint).
   void ResetVersions(int64_t version);
   double last_update_seconds() const { return last_seconds_; }
+  // Units [0, n) are updated on the device (DeviceOptimizer): only their version advances here.
+  void set_device_units(int n) { device_units_ = n; }
 
  private:
   void Loop();
@@ -47,6 +49,7 @@ class OptimizerStage {
   bool stop_ = false;
   AdamWStep hp_;
   bool grads_in_mirror_ = false;
+  int device_units_ = 0;
   double last_seconds_ = 0;
   std::thread thread_;
 };

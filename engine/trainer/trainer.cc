@@ -175,6 +175,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.offload_activations = !m->plan.activations_on_device;
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.keep_graph_layers = m->plan.keep_graph_layers;
+  eo.device_optimizer_units = m->plan.device_optimizer_units;
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();
@@ -182,6 +183,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
+  m->optimizer->set_device_units(m->plan.device_optimizer_units);
   return std::unique_ptr<Trainer>(new Trainer(std::move(m)));
 }
 
@@ -214,8 +216,11 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   // 2. Exact global grad norm and clip coefficient (torch.nn.utils.clip_grad_norm_).
   double sumsq = pass.grad_sumsq;
   if (!direct) {
-    sumsq = 0;
-    for (HostUnit& h : m.host) sumsq += m.adam->SumSquares(h.grad.data_ptr<float>(), h.numel());
+    sumsq = pass.device_grad_sumsq;
+    for (int u = 0; u < static_cast<int>(m.host.size()); ++u) {
+      if (m.executor->OnDevice(u)) continue;
+      sumsq += m.adam->SumSquares(m.host[u].grad.data_ptr<float>(), m.host[u].numel());
+    }
   }
   st.grad_norm = std::sqrt(sumsq);
   if (!std::isfinite(st.grad_norm)) {
@@ -235,7 +240,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   hp.weight_decay = static_cast<float>(m.spec.optimizer.weight_decay);
   hp.step = m.step + 1;
   hp.grad_scale = static_cast<float>(clip);
-  m.optimizer->Launch(hp, direct);
+  SFD_RETURN_IF_ERROR(m.executor->DeviceUpdate(hp, direct));  // device-resident units
+  m.optimizer->Launch(hp, direct);                               // the rest, on the CPU
   m.step += 1;
 
   st.step = m.step;
@@ -278,6 +284,7 @@ absl::StatusOr<std::vector<float>> Trainer::Logits(const TokenBatch& batch) {
 absl::Status Trainer::SaveModel(const std::string& dir) {
   Impl& m = *impl_;
   m.optimizer->WaitAll();
+  SFD_RETURN_IF_ERROR(m.executor->DownloadDeviceState());
   const ModelLayout& layout = *m.layout;
   std::vector<TensorSource> tensors;
   for (int u = 0; u < layout.num_units(); ++u) {
@@ -298,6 +305,7 @@ absl::Status Trainer::SaveModel(const std::string& dir) {
 absl::Status Trainer::SaveState(const std::string& dir) {
   Impl& m = *impl_;
   m.optimizer->WaitAll();
+  SFD_RETURN_IF_ERROR(m.executor->DownloadDeviceState());
   return WriteOptimizerState(dir, *m.layout, m.host, m.step);
 }
 
@@ -307,6 +315,7 @@ absl::Status Trainer::LoadState(const std::string& dir) {
   SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host));
   m.step = step;
   m.RefreshMirrors();
+  SFD_RETURN_IF_ERROR(m.executor->UploadDeviceState());
   m.optimizer->ResetVersions(step);
   return absl::OkStatus();
 }

@@ -39,6 +39,10 @@ struct EngineSpec {
   // Decoder layers whose forward graph (all intermediates) is kept for backward instead of
   // being recomputed; -1 = as many as free device memory allows (0 under a budget or on CPU).
   int keep_graph_layers = -1;
+  // Units (forward order: embedding, layers, head) whose AdamW state lives and is updated on
+  // the device; -1 = as many as free device memory allows when every layer is resident (0
+  // under a budget or on CPU).
+  int device_optimizer_units = -1;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = hardware concurrency

@@ -1,0 +1,48 @@
+// DeviceOptimizer: AdamW state and update on the device for the units whose optimizer state
+// fits there (the planner picks the first units in forward order, so the next step's forward
+// never waits for them). Per unit, tier device, fp32 [unit numel]: master, exp_avg, exp_avg_sq,
+// and — only for steps with several micro-batches — a gradient accumulator. The update has
+// torch.optim.AdamW's single-tensor semantics (same as the CPU kernel) and writes the new
+// weights, cast to the compute dtype, straight into the unit's device weight buffer.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/status.h"
+#include "engine/optim/cpu_adamw.h"
+#include "engine/runtime/backend.h"
+#include "engine/runtime/host_arena.h"
+
+namespace sfd {
+
+class DeviceOptimizer {
+ public:
+  // Units [0, num_units) are on the device.
+  DeviceOptimizer(Backend* backend, int num_units) : backend_(backend), state_(num_units) {}
+
+  int num_units() const { return static_cast<int>(state_.size()); }
+  bool has(int unit) const { return unit < num_units(); }
+
+  // host master/m/v -> device (allocates on first use).
+  absl::Status Upload(const std::vector<HostUnit>& host);
+  // device master/m/v -> host arenas (for checkpoints), synchronously.
+  absl::Status Download(std::vector<HostUnit>* host);
+  // Gradient accumulation over micro-batches: acc = grad (first) or acc += grad, fp32.
+  absl::Status Accumulate(int unit, const at::Tensor& grad, bool first);
+  const at::Tensor& accumulator(int unit) const { return state_[unit].acc; }
+  // One AdamW step of `unit` from `grad` (any float dtype, [numel]); writes the updated weights
+  // into `weights` (compute dtype, [numel], device). Runs on the current (compute) stream.
+  void Update(int unit, const AdamWStep& hp, const at::Tensor& grad, const at::Tensor& weights);
+
+ private:
+  struct State {
+    at::Tensor master, m, v, acc;
+  };
+  Backend* backend_;
+  std::vector<State> state_;
+};
+
+}  // namespace sfd
