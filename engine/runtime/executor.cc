@@ -84,7 +84,6 @@ absl::Status Executor::Allocate() {
   const int64_t layer_numel = layout_.layout(layout_.layer_unit(0)).numel();
   const int64_t embed_numel = layout_.layout(ModelLayout::kEmbeddingUnit).numel();
   const int64_t head_numel = layout_.layout(layout_.head_unit()).numel();
-  const int64_t esize = static_cast<int64_t>(c10::elementSize(dt));
   auto device = [&](int64_t n, at::ScalarType t) -> absl::StatusOr<at::Tensor> {
     SFD_ASSIGN_OR_RETURN(at::Tensor x, backend_->AllocDevice(n, t));
     device_bytes_ += n * static_cast<int64_t>(c10::elementSize(t));
@@ -111,7 +110,6 @@ absl::Status Executor::Allocate() {
     grad_pinned_busy_.push_back(false);
   }
   SFD_ASSIGN_OR_RETURN(fp32_chunk_, backend_->AllocPinned(staging, at::kFloat));
-  (void)esize;
   return compat::CatchTorch("rope tables", [&] {
     inv_freq_ = RopeInverseFrequencies(config_).to(backend_->device());
   });

@@ -44,7 +44,7 @@ namespace sfd {
 struct ExecutorOptions {
   at::ScalarType compute_dtype = at::kFloat;
   int num_slots = 2;
-  int64_t staging_elems = int64_t{1} << 24;   // elements per staging buffer
+  int64_t staging_elems = int64_t{1} << 24;   // elements of the fp32 chunk for embedding/head grads
   int64_t lm_head_chunk_tokens = 4096;
   // Saved layer inputs go D2H to pinned host buffers during forward and come back one layer
   // ahead during backward.

@@ -21,8 +21,6 @@ struct PlannerInputs {
   int64_t device_free = 0;      // bytes free on the device now (0 = unknown / CPU)
   int64_t host_available = 0;   // MemAvailable (0 = unknown)
   const EngineSpec* engine = nullptr;
-  // Activation estimate inputs: tokens per micro-batch (rows * seq).
-  int64_t tokens_per_micro_batch = 8192;
   int64_t staging_elems = int64_t{1} << 24;
 };
 

@@ -96,6 +96,11 @@ struct Trainer::Impl {
 };
 
 absl::Status Trainer::Impl::LoadAndPlan() {
+  if (!spec.engine.nvme_dir.empty()) {  // accepted by job.yaml, but no NVMe tier exists yet
+    return absl::InvalidArgumentError(
+        "engine.nvme_dir: the NVMe optimizer-state tier is not implemented yet; remove the key "
+        "(optimizer state stays in host RAM)");
+  }
   SFD_ASSIGN_OR_RETURN(config, LoadModelConfig(spec.model_dir));
   layout = std::make_unique<ModelLayout>(config);
   info = {config.architecture, layout->TotalParams(), layout->MatmulParams(),

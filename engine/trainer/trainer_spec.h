@@ -46,7 +46,7 @@ struct EngineSpec {
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = hardware concurrency
-  std::string nvme_dir;       // optimizer state on NVMe when set
+  std::string nvme_dir;       // NVMe tier for optimizer state: not implemented yet, refused when set
   int64_t lm_head_chunk_tokens = 4096;  // tokens per LM-head/cross-entropy chunk
   // Largest rows*seq of a micro-batch the run will feed (plans activation memory; a larger
   // batch is refused). 0 = 8192.
