@@ -310,6 +310,13 @@ void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
   backend_->Copy((*host_)[unit].mirror, s.grads, StreamId::kD2H);
   s.grad_copied->Record(StreamId::kD2H);
   stats->d2h_bytes += s.grads.nbytes();
+  if (stream_update_) AnnounceGrad(unit);
+}
+
+void Executor::AnnounceGrad(int unit) {
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_landed(unit, std::move(landed));
 }
 
 // ---------------------------------------------------------------- main thread
@@ -613,6 +620,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         backend_->Copy((*host_)[unit].mirror, bf, StreamId::kD2H);
         backend_->RecordStream(bf, StreamId::kD2H);
         stats.d2h_bytes += bf.nbytes();
+        if (stream_update_) AnnounceGrad(unit);
       }
       stats.grad_sumsq = grad_sumsq_.item<double>();
     } else if (train) {  // embedding and head grads: fp32 device accumulators -> host grads
@@ -686,11 +694,17 @@ absl::Status Executor::DownloadDeviceState() {
 }
 
 absl::StatusOr<PassStats> Executor::Train(const std::vector<TokenBatch>& batches, double grad_scale,
-                                          int64_t version, bool direct) {
+                                          int64_t version, bool direct, bool stream_update) {
   if (direct && (batches.size() != 1 || options_.compute_dtype != at::kBFloat16)) {
     return absl::InternalError("direct gradient mode needs bf16 compute and one micro-batch");
   }
-  return Run(batches, Mode::kTrain, grad_scale, version, direct, nullptr);
+  if (stream_update && (!direct || !options_.grad_landed)) {
+    return absl::InternalError("streaming the update needs direct gradient mode and grad_landed");
+  }
+  stream_update_ = stream_update;
+  absl::StatusOr<PassStats> r = Run(batches, Mode::kTrain, grad_scale, version, direct, nullptr);
+  stream_update_ = false;
+  return r;
 }
 
 absl::StatusOr<PassStats> Executor::Evaluate(const std::vector<TokenBatch>& batches,

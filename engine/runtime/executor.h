@@ -66,6 +66,9 @@ struct ExecutorOptions {
   // Blocks until unit u's master weights hold `version` updates (the optimizer stage).
   std::function<void(int unit, int64_t version)> wait_for_update;
   std::function<bool(int unit, int64_t version)> update_done;
+  // Streaming update (Train with stream_update): unit's bf16 gradient is in its mirror once
+  // `landed` completes (the optimizer stage may update it then).
+  std::function<void(int unit, std::shared_ptr<Event> landed)> grad_landed;
 };
 
 struct PassStats {
@@ -98,8 +101,10 @@ class Executor {
   // Forward + backward of every micro-batch with weights of `version`. The step's gradient
   // of loss = ce_sum * grad_scale lands in the layers' mirrors when `direct` (bf16 compute,
   // one micro-batch; see the header comment), else in the fp32 host grads (overwritten).
+  // `stream_update` (direct only): announce each unit's landed gradient via
+  // options.grad_landed as soon as its D2H is queued, so its update can overlap the backward.
   absl::StatusOr<PassStats> Train(const std::vector<TokenBatch>& batches, double grad_scale,
-                                  int64_t version, bool direct);
+                                  int64_t version, bool direct, bool stream_update = false);
   // Forward only; returns the CE sum over target tokens.
   absl::StatusOr<PassStats> Evaluate(const std::vector<TokenBatch>& batches, int64_t version);
   // Full logits fp32 [rows*seq, vocab] on the host.
@@ -132,6 +137,9 @@ class Executor {
   enum class Mode { kTrain, kEval, kLogits };
   absl::StatusOr<PassStats> Run(const std::vector<TokenBatch>& batches, Mode mode,
                                 double grad_scale, int64_t version, bool direct, at::Tensor* logits);
+  // Records an event on the D2H stream and hands it to options_.grad_landed (streaming pass).
+  void AnnounceGrad(int unit);
+  bool stream_update_ = false;  // the current pass streams its gradients to the optimizer
   absl::Status Validate(const TokenBatch& batch) const;
   absl::StatusOr<MicroBatch> Upload(const TokenBatch& batch);
   at::Tensor DeviceWeights(int unit, int slot) const;

@@ -3,15 +3,18 @@
 #include <chrono>
 
 #include "engine/common/status.h"
+#include "engine/common/torch_compat.h"
 
 namespace sfd {
 
 OptimizerStage::OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam)
-    : host_(host), adam_(adam), version_(host->size(), 0) {
+    : host_(host), adam_(adam), version_(host->size(), 0), ready_(host->size(), false),
+      skip_(host->size(), false), landed_(host->size()) {
   thread_ = std::thread([this] { Loop(); });
 }
 
 OptimizerStage::~OptimizerStage() {
+  FinishStreaming();
   WaitAll();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -21,19 +24,90 @@ OptimizerStage::~OptimizerStage() {
   thread_.join();
 }
 
+void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool streaming) {
+  SFD_CHECK(!pending_) << "optimizer step launched while the previous one runs";
+  for (int64_t v : version_) SFD_CHECK(v == hp.step - 1) << "unit version " << v << " step " << hp.step;
+  hp_ = hp;
+  grads_in_mirror_ = grads_in_mirror;
+  streaming_ = streaming;
+  for (size_t u = 0; u < ready_.size(); ++u) {
+    ready_[u] = !streaming || static_cast<int>(u) < device_units_;
+    skip_[u] = false;
+    landed_[u].reset();
+  }
+  pending_ = true;
+}
+
 void OptimizerStage::Launch(const AdamWStep& hp, bool grads_in_mirror) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    SFD_CHECK(!pending_) << "optimizer step launched while the previous one runs";
-    for (int64_t v : version_) SFD_CHECK(v == hp.step - 1) << "unit version " << v << " step " << hp.step;
-    hp_ = hp;
-    grads_in_mirror_ = grads_in_mirror;
-    pending_ = true;
+    StartLocked(hp, grads_in_mirror, /*streaming=*/false);
   }
   cv_.notify_all();
 }
 
+void OptimizerStage::BeginStreaming(const AdamWStep& hp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SFD_CHECK(!armed_) << "streaming step armed twice";
+  armed_ = true;
+  armed_hp_ = hp;
+}
+
+bool OptimizerStage::StreamingLocked(std::unique_lock<std::mutex>& lock) {
+  if (armed_) {
+    cv_.wait(lock, [&] { return !pending_; });
+    StartLocked(armed_hp_, /*grads_in_mirror=*/true, /*streaming=*/true);
+    armed_ = false;
+    cv_.notify_all();
+  }
+  return pending_ && streaming_;
+}
+
+void OptimizerStage::MarkReady(int unit, std::shared_ptr<Event> landed) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!StreamingLocked(lock)) return;
+    landed_[unit] = std::move(landed);
+    ready_[unit] = true;
+  }
+  cv_.notify_all();
+}
+
+void OptimizerStage::FinishStreaming() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!StreamingLocked(lock)) return;
+    for (size_t u = 0; u < ready_.size(); ++u) ready_[u] = true;
+  }
+  cv_.notify_all();
+}
+
+void OptimizerStage::AbortStreaming() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!StreamingLocked(lock)) return;
+    for (size_t u = 0; u < ready_.size(); ++u) {
+      if (!ready_[u]) skip_[u] = true;
+      ready_[u] = true;
+    }
+  }
+  cv_.notify_all();
+}
+
+void OptimizerStage::UpdateUnit(int u, const AdamWStep& hp, bool in_mirror) {
+  HostUnit& h = (*host_)[u];
+  uint16_t* out = h.mirror.defined() ? reinterpret_cast<uint16_t*>(h.mirror.data_ptr()) : nullptr;
+  if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them
+    adam_->UpdateBf16Grad(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(),
+                          h.v.data_ptr<float>(), out, out, h.numel());
+  } else {
+    adam_->Update(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(), h.v.data_ptr<float>(),
+                  h.grad.data_ptr<float>(), out, h.numel());
+  }
+}
+
 void OptimizerStage::Loop() {
+  const int n = static_cast<int>(host_->size());
   while (true) {
     AdamWStep hp;
     bool in_mirror;
@@ -45,20 +119,31 @@ void OptimizerStage::Loop() {
       in_mirror = grads_in_mirror_;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    for (size_t u = 0; u < host_->size(); ++u) {
-      if (static_cast<int>(u) < device_units_) {  // updated on the device already
-        std::lock_guard<std::mutex> lock(mu_);
-        version_[u] = hp.step;
-        continue;
+    for (int done = 0; done < n; ++done) {
+      // The lowest forward index that is ready and not updated yet (in Launch mode every unit
+      // is ready, so this is plain forward order).
+      int u = -1;
+      std::shared_ptr<Event> landed;
+      bool skip;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] {
+          for (int i = 0; i < n; ++i)
+            if (ready_[i] && version_[i] < hp.step) return true;
+          return false;
+        });
+        for (int i = 0; i < n && u < 0; ++i)
+          if (ready_[i] && version_[i] < hp.step) u = i;
+        landed = std::move(landed_[u]);
+        skip = skip_[u];
       }
-      HostUnit& h = (*host_)[u];
-      uint16_t* out = h.mirror.defined() ? reinterpret_cast<uint16_t*>(h.mirror.data_ptr()) : nullptr;
-      if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them
-        adam_->UpdateBf16Grad(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(),
-                              h.v.data_ptr<float>(), out, out, h.numel());
-      } else {
-        adam_->Update(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(), h.v.data_ptr<float>(),
-                      h.grad.data_ptr<float>(), out, h.numel());
+      if (u >= device_units_ && !skip) {  // units below device_units_ were updated on the device
+        // A device fault fails the pass itself (the trainer reports it); here it only means
+        // the gradient never landed, so the unit is left alone.
+        const absl::Status landed_ok =
+            landed ? compat::CatchTorch("waiting for a gradient copy", [&] { landed->Synchronize(); })
+                   : absl::OkStatus();
+        if (landed_ok.ok()) UpdateUnit(u, hp, in_mirror);
       }
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -70,6 +155,7 @@ void OptimizerStage::Loop() {
       std::lock_guard<std::mutex> lock(mu_);
       last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       pending_ = false;
+      streaming_ = false;
     }
     cv_.notify_all();
   }
@@ -91,6 +177,7 @@ void OptimizerStage::WaitAll() {
 }
 
 void OptimizerStage::ResetVersions(int64_t version) {
+  FinishStreaming();
   WaitAll();
   std::lock_guard<std::mutex> lock(mu_);
   for (int64_t& v : version_) v = version;

@@ -1,17 +1,25 @@
-// OptimizerStage: runs the CPU AdamW update of one optimizer step on a background thread,
-// unit by unit in forward order (embedding, layers 0..L-1, head), and publishes a version per
-// unit. The next step's forward only waits for the unit it is about to load, so the update of
-// layer i overlaps the next forward up to layer i — with the exact global-norm clip
-// coefficient, which is known before the first update starts.
+// OptimizerStage: runs the CPU AdamW update of one optimizer step on a background thread and
+// publishes a version per unit; the next step's forward only waits for the unit it is about to
+// load. Two ways to feed it:
+//  - Launch (exact clipping): after the backward, with the global-norm clip coefficient known,
+//    every unit in forward order (embedding, layers 0..L-1, head). The update of layer i
+//    overlaps the next forward up to layer i.
+//  - BeginStreaming / MarkReady / FinishStreaming (no clipping, max_grad_norm <= 0): before the
+//    backward; each unit is updated as soon as its gradient has landed in its bf16 mirror, so the
+//    update overlaps the backward itself (SlideFormer's schedule). Among ready units the lowest
+//    forward index goes first, because the next forward needs those first. The arithmetic is
+//    the same as Launch with grad_scale 1: the two modes give identical weights.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "engine/optim/cpu_adamw.h"
+#include "engine/runtime/backend.h"
 #include "engine/runtime/host_arena.h"
 
 namespace sfd {
@@ -28,6 +36,20 @@ class OptimizerStage {
   // `mirror` of every unit, which the update then overwrites in place with the new bf16
   // weights. Units with a mirror always get their bf16 weights there.
   void Launch(const AdamWStep& hp, bool grads_in_mirror);
+  // Streaming form (grads in the mirrors): units are updated as MarkReady announces them.
+  // BeginStreaming only arms the step (the previous step's update may still be running: it
+  // overlaps this step's forward); the first MarkReady/FinishStreaming/AbortStreaming waits for
+  // that update to end and starts this one. `landed` (may be null) completes when the unit's
+  // gradient D2H has finished; the update waits for it. FinishStreaming marks every unit not
+  // announced yet as ready (call it once all device work of the pass has finished).
+  void BeginStreaming(const AdamWStep& hp);
+  void MarkReady(int unit, std::shared_ptr<Event> landed);
+  void FinishStreaming();
+  // Ends a streaming step whose pass failed: units not announced yet are not updated (their
+  // version still advances, so the stage stays consistent; the caller restores their mirrors
+  // and treats the model state as invalid).
+  void AbortStreaming();
+
   void WaitUnit(int unit, int64_t version);
   bool UnitDone(int unit, int64_t version);
   void WaitAll();
@@ -39,6 +61,10 @@ class OptimizerStage {
 
  private:
   void Loop();
+  void UpdateUnit(int unit, const AdamWStep& hp, bool in_mirror);
+  void StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool streaming);
+  // Starts an armed streaming step once the previous update has ended; true if one is running.
+  bool StreamingLocked(std::unique_lock<std::mutex>& lock);
 
   std::vector<HostUnit>* host_;
   CpuAdamW* adam_;
@@ -49,6 +75,13 @@ class OptimizerStage {
   bool stop_ = false;
   AdamWStep hp_;
   bool grads_in_mirror_ = false;
+  // Streaming mode: which units may be updated, and the event each one waits for.
+  bool streaming_ = false;
+  bool armed_ = false;
+  AdamWStep armed_hp_;
+  std::vector<bool> ready_;
+  std::vector<bool> skip_;
+  std::vector<std::shared_ptr<Event>> landed_;
   int device_units_ = 0;
   double last_seconds_ = 0;
   std::thread thread_;

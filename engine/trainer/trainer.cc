@@ -1,7 +1,9 @@
 // Trainer: builds the engine for one model (load, plan, allocate) and runs optimizer steps.
 // The step, top to bottom: forward+backward of all micro-batches (Executor), exact global grad
-// norm over the fp32 host grads, clip coefficient, then the AdamW update launched in the
-// background (OptimizerStage) — it overlaps the next step's forward, unit by unit.
+// norm, clip coefficient, then the AdamW update launched in the background (OptimizerStage) —
+// it overlaps the next step's forward, unit by unit. With clipping off (max_grad_norm <= 0) and
+// one bf16 micro-batch, the update is streamed instead: each unit is updated as soon as its
+// gradient lands, overlapping the backward too (same arithmetic, earlier start).
 #include "engine/trainer/trainer.h"
 
 #include <chrono>
@@ -80,6 +82,9 @@ struct Trainer::Impl {
   std::unique_ptr<OptimizerStage> optimizer;
   std::unique_ptr<Executor> executor;
   int64_t step = 0;
+  // Set when a streamed update was applied to part of the model and the step then failed:
+  // the weights no longer match any step, so only loading a checkpoint clears it.
+  std::string invalid_state;
 
   // bf16 mirrors := bf16(master), e.g. after loading weights or optimizer state.
   void RefreshMirrors() {
@@ -186,6 +191,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   OptimizerStage* stage = m->optimizer.get();
   eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };
+  eo.grad_landed = [stage](int u, std::shared_ptr<Event> e) { stage->MarkReady(u, std::move(e)); };
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
@@ -198,6 +204,7 @@ int64_t Trainer::step() const { return impl_->step; }
 
 absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_batches) {
   Impl& m = *impl_;
+  if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   const double t0 = Now();
   StepStats st;
   for (const TokenBatch& b : micro_batches) {
@@ -209,14 +216,35 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   }
   m.backend->ResetPeak();
   st.lr = LrAt(m.spec.schedule, m.spec.optimizer.lr, m.step);
+  AdamWStep hp;
+  hp.lr = static_cast<float>(st.lr);
+  hp.beta1 = static_cast<float>(m.spec.optimizer.beta1);
+  hp.beta2 = static_cast<float>(m.spec.optimizer.beta2);
+  hp.eps = static_cast<float>(m.spec.optimizer.eps);
+  hp.weight_decay = static_cast<float>(m.spec.optimizer.weight_decay);
+  hp.step = m.step + 1;
+  hp.grad_scale = 1.0f;
 
   // 1. Forward + backward of every micro-batch. Direct mode (bf16, no accumulation): layer
   //    grads land in the bf16 mirrors and their norm is summed on the device; otherwise they
-  //    accumulate in fp32 host arenas.
+  //    accumulate in fp32 host arenas. Streamed: without clipping, the CPU AdamW of each unit
+  //    starts as soon as its gradient has landed (during the backward).
   const bool direct = m.dtype == at::kBFloat16 && micro_batches.size() == 1;
+  const bool streamed = direct && !(m.spec.max_grad_norm > 0);
   if (!direct) SFD_RETURN_IF_ERROR(EnsureGradArenas(&m.host));
-  SFD_ASSIGN_OR_RETURN(PassStats pass,
-                       m.executor->Train(micro_batches, 1.0 / st.target_tokens, m.step, direct));
+  if (streamed) m.optimizer->BeginStreaming(hp);
+  absl::StatusOr<PassStats> pass_or =
+      m.executor->Train(micro_batches, 1.0 / st.target_tokens, m.step, direct, streamed);
+  if (streamed && !pass_or.ok()) {
+    m.optimizer->AbortStreaming();
+    m.optimizer->WaitAll();
+    m.RefreshMirrors();
+    m.invalid_state = "step " + std::to_string(m.step + 1) + " failed after its streamed update (max_grad_norm: 0) had "
+                      "changed part of the model: load a checkpoint to continue (" +
+                      std::string(pass_or.status().message()) + ")";
+  }
+  SFD_RETURN_IF_ERROR(pass_or.status());
+  const PassStats& pass = *pass_or;
 
   // 2. Exact global grad norm and clip coefficient (torch.nn.utils.clip_grad_norm_).
   double sumsq = pass.grad_sumsq;
@@ -229,24 +257,29 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   }
   st.grad_norm = std::sqrt(sumsq);
   if (!std::isfinite(st.grad_norm)) {
+    const std::string what = "non-finite gradient norm at step " + std::to_string(m.step + 1);
+    if (streamed) {  // the update already ran on part of the model
+      m.optimizer->FinishStreaming();
+      m.optimizer->WaitAll();
+      m.invalid_state = what + ": with clipping off (max_grad_norm: 0) the update overlaps the "
+                        "backward and was applied; load a checkpoint to continue (lower the learning rate?)";
+      return absl::InternalError(m.invalid_state);
+    }
     if (direct) m.RefreshMirrors();  // the mirrors hold this step's grads: restore the weights
-    return absl::InternalError("non-finite gradient norm at step " + std::to_string(m.step + 1) +
-                               "; the update was skipped (lower the learning rate?)");
+    return absl::InternalError(what + "; the update was skipped (lower the learning rate?)");
   }
   double clip = 1.0;
   if (m.spec.max_grad_norm > 0) clip = std::min(1.0, m.spec.max_grad_norm / (st.grad_norm + 1e-6));
-
-  // 3. AdamW on the CPU, in the background, unit by unit in forward order.
-  AdamWStep hp;
-  hp.lr = static_cast<float>(st.lr);
-  hp.beta1 = static_cast<float>(m.spec.optimizer.beta1);
-  hp.beta2 = static_cast<float>(m.spec.optimizer.beta2);
-  hp.eps = static_cast<float>(m.spec.optimizer.eps);
-  hp.weight_decay = static_cast<float>(m.spec.optimizer.weight_decay);
-  hp.step = m.step + 1;
   hp.grad_scale = static_cast<float>(clip);
-  SFD_RETURN_IF_ERROR(m.executor->DeviceUpdate(hp, direct));  // device-resident units
-  m.optimizer->Launch(hp, direct);                               // the rest, on the CPU
+
+  // 3. AdamW: device-resident units now, the rest on the CPU in the background, unit by unit in
+  //    forward order (streamed: the units whose gradient has not been announced yet).
+  SFD_RETURN_IF_ERROR(m.executor->DeviceUpdate(hp, direct));
+  if (streamed) {
+    m.optimizer->FinishStreaming();
+  } else {
+    m.optimizer->Launch(hp, direct);
+  }
   m.step += 1;
 
   st.step = m.step;
@@ -288,6 +321,7 @@ absl::StatusOr<std::vector<float>> Trainer::Logits(const TokenBatch& batch) {
 
 absl::Status Trainer::SaveModel(const std::string& dir) {
   Impl& m = *impl_;
+  if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   m.optimizer->WaitAll();
   SFD_RETURN_IF_ERROR(m.executor->DownloadDeviceState());
   const ModelLayout& layout = *m.layout;
@@ -309,6 +343,7 @@ absl::Status Trainer::SaveModel(const std::string& dir) {
 
 absl::Status Trainer::SaveState(const std::string& dir) {
   Impl& m = *impl_;
+  if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   m.optimizer->WaitAll();
   SFD_RETURN_IF_ERROR(m.executor->DownloadDeviceState());
   return WriteOptimizerState(dir, *m.layout, m.host, m.step);
@@ -322,6 +357,7 @@ absl::Status Trainer::LoadState(const std::string& dir) {
   m.RefreshMirrors();
   SFD_RETURN_IF_ERROR(m.executor->UploadDeviceState());
   m.optimizer->ResetVersions(step);
+  m.invalid_state.clear();
   return absl::OkStatus();
 }
 

@@ -114,6 +114,65 @@ TEST(TrainerTest, DeviceOptimizerEqualsCpuOptimizer) {
   EXPECT_EQ(Trainer::Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Clipping off + one bf16 micro-batch per step: the CPU AdamW of each unit starts as soon as its
+// gradient lands (during the backward, on the optimizer thread, concurrently with the
+// backward of the layers before it). Same arithmetic as the update launched after the backward
+// with a clip coefficient of exactly 1 — so the runs must match bit for bit.
+TEST(TrainerTest, StreamedUpdateEqualsUpdateAfterBackward) {
+  auto f = testing::LoadGolden("llama31");
+  for (int slots : {1, 2}) {
+    TrainerSpec streamed = testing::GoldenSpec(f, slots);
+    streamed.engine.compute_dtype = "bf16";
+    streamed.max_grad_norm = 0;          // streamed
+    TrainerSpec launched = streamed;
+    launched.max_grad_norm = 1e30;       // exact clipping path, coefficient min(1, huge) = 1
+    auto a = Make(streamed);
+    auto b = Make(launched);
+    ASSERT_TRUE(a && b);
+    for (int s = 0; s < f.steps; ++s) {
+      auto sa = a->Step({f.batches[s][0]});
+      auto sb = b->Step({f.batches[s][0]});
+      ASSERT_TRUE(sa.ok() && sb.ok()) << sa.status() << sb.status();
+      EXPECT_EQ(sa->loss, sb->loss) << "slots " << slots << " step " << s;
+      EXPECT_EQ(sa->grad_norm, sb->grad_norm) << "slots " << slots << " step " << s;
+    }
+    auto la = a->Logits(f.batches[0][0]);
+    auto lb = b->Logits(f.batches[0][0]);
+    ASSERT_TRUE(la.ok() && lb.ok());
+    EXPECT_EQ(testing::RelErr(*la, *lb), 0) << "slots " << slots;
+  }
+}
+
+// A streamed update cannot be skipped once the norm turns out non-finite: the step fails, the
+// trainer refuses to step or save until a checkpoint is loaded, and then trains again.
+TEST(TrainerTest, NonFiniteGradientAfterStreamedUpdateNeedsACheckpoint) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec spec = testing::GoldenSpec(f, 1);
+  spec.engine.compute_dtype = "bf16";
+  spec.max_grad_norm = 0;
+  const std::string dir = ::testing::TempDir() + "/streamed_nan_state";
+  std::filesystem::remove_all(dir);
+  auto t = Make(spec);
+  ASSERT_TRUE(t);
+  ASSERT_TRUE(t->Step({f.batches[0][0]}).ok());
+  ASSERT_TRUE(t->SaveState(dir).ok());
+  TokenBatch poison = f.batches[1][0];
+  TrainerSpec huge = spec;
+  huge.optimizer.lr = 1e30;  // the next update sends the weights to inf, the step after fails
+  auto h = Make(huge);
+  ASSERT_TRUE(h);
+  ASSERT_TRUE(h->LoadState(dir).ok());
+  absl::Status failed;
+  for (int s = 1; s < f.steps && failed.ok(); ++s) failed = h->Step({f.batches[s][0]}).status();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("load a checkpoint"), std::string::npos) << failed;
+  EXPECT_EQ(h->Step({poison}).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(h->SaveState(dir + "-bad").code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(h->LoadState(dir).ok());
+  EXPECT_EQ(h->step(), 1);
+  EXPECT_TRUE(h->Evaluate({poison}).ok());
+}
+
 TEST(TrainerTest, MicroBatchLargerThanPlannedIsRefused) {
   auto f = testing::LoadGolden("qwen3");
   TrainerSpec spec = testing::GoldenSpec(f, 1);
