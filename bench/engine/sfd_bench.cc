@@ -7,10 +7,14 @@
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--slots K] [--budget-gib X] [--timing-warmup N]
 //             [--activations auto|device|host] [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--trace FILE --trace-step N]   (sfd_bench_trace only: Kineto trace of step N)
+//             [--stream-passes N]   after training: N forward-only passes of the first batch,
+//                                   printing STREAM with the weight bytes streamed H2D per second
 // --batches: safetensors with int64 input_ids and labels [steps, accum, rows, seq] (HF
 // convention: labels unshifted, -100 ignored), as tests/golden/make_golden.py writes them.
 // Without it, tokens follow a random affine bigram rule per row, so the loss can fall.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +26,9 @@
 #include "engine/common/status.h"
 #include "engine/io/safetensors.h"
 #include "engine/trainer/trainer.h"
+#if SFD_BENCH_TRACE
+#include "bench/engine/kineto_trace.h"
+#endif
 
 namespace sfd {
 namespace {
@@ -160,8 +167,21 @@ int Run(const Args& a) {
   double peak_dev = 0, peak_rss = 0;
   std::printf("STEP,step,loss,grad_norm,lr,step_s,tokens_s,tflops,peak_dev_gib,rss_gib,h2d_gb,d2h_gb,"
               "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s\n");
+  const int trace_step = a.Has("trace") ? std::stoi(a.Get("trace-step", "4")) : -1;
   for (size_t i = 0; i < batches.size(); ++i) {
+#if SFD_BENCH_TRACE
+    bool tracing = static_cast<int>(i) + 1 == trace_step && StartTrace();
+#endif
     auto st = t.Step(batches[i]);
+#if SFD_BENCH_TRACE
+    if (tracing) {
+      // One more step's first half would belong to this step's update: the trace covers the
+      // step's own forward/backward; the streamed/background update shows on its thread.
+      StopTrace(a.Get("trace"));
+    }
+#else
+    if (trace_step >= 0 && i == 0) std::fprintf(stderr, "--trace needs sfd_bench_trace (CUDA build)\n");
+#endif
     if (!st.ok()) {
       std::fprintf(stderr, "error at step %zu: %s\n", i + 1, std::string(st.status().message()).c_str());
       return 1;
@@ -188,6 +208,27 @@ int Run(const Args& a) {
                 static_cast<long long>(batches[0][0].rows * batches[0].size()),
                 static_cast<long long>(batches[0][0].seq), med, last.tokens / med, tflops, peak_dev,
                 peak_rss, last.loss, t.plan().window_slots);
+  }
+  if (a.Has("stream-passes")) {
+    // Forward-only passes: every unit is loaded once per pass (slots < layers), no optimizer
+    // and no gradient traffic, so with a small batch the pass is bound by weight streaming.
+    const int n = std::stoi(a.Get("stream-passes"));
+    const double bytes = static_cast<double>(t.model().num_params) * 2;  // bf16 weights
+    std::vector<double> secs;
+    for (int i = 0; i < n; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto ce = t.Evaluate({batches[0][0]});
+      if (!ce.ok()) {
+        std::fprintf(stderr, "error in stream pass: %s\n", std::string(ce.status().message()).c_str());
+        return 1;
+      }
+      secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(secs.begin(), secs.end());
+    const double med = secs[secs.size() / 2];
+    std::printf("STREAM,%s,passes=%d,weight_gb=%.2f,median_s=%.4f,gb_per_s=%.1f,slots=%d\n",
+                a.Get("label", "model").c_str(), n, bytes / 1e9, med, bytes / med / 1e9,
+                t.plan().window_slots);
   }
   if (a.Has("save")) {
     absl::Status s = t.SaveModel(a.Get("save"));

@@ -4,7 +4,12 @@
 # build : configure + build engine, tests and benches against torch 2.11+cu130 (-j16)
 # test  : engine tests (CPU and CUDA variants)
 # parity: tests/gpu/parity_1b.py (sfd vs transformers AMP, 20 steps, 1B Llama shape)
-# bench : sfd_bench on the 3B/8B shapes of bench/results (SFD_BENCH_RUNS overrides)
+# bench : sfd_bench on the 3B/8B shapes of bench/results (SFD_BENCH_RUNS overrides:
+#         "shape:batch:seq:budgetGiB[:max_grad_norm]" ..., max_grad_norm 0 = no clipping, which
+#         streams the update during the backward; default 1.0)
+# trace : Kineto trace of one step (SFD_TRACE_RUN, same format) -> trace summary table
+# stream: weight-streaming rate (SFD_STREAM_RUN="shape:batch:seq:budget"): forward-only passes
+#         vs pinned H2D bandwidth measured by torch in the same run
 # peers : PyTorch AMP all-GPU and FSDP2 CPU-offload on the same shapes (same run)
 # Logs and results go to $OUT (set by the device tool) or ./gpu-out.
 set -uo pipefail
@@ -18,8 +23,9 @@ log() { echo "== $(date +%T) $*"; }
 if [[ $stages == *" build "* ]]; then
   log build
   cmake -S . -B $BUILD $SFD_GPU_CMAKE_ARGS > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-  ninja -C $BUILD -j16 sfd_engine engine_trainer_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam > "$OUT/build.log" 2>&1 \
+  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam > "$OUT/build.log" 2>&1 \
     || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  ninja -C $BUILD -j16 sfd_bench_trace > "$OUT/build-trace.log" 2>&1 || { echo "sfd_bench_trace did not build (tracing off):"; grep -E "error" "$OUT/build-trace.log" | head -5; }
   log build ok
 fi
 if [[ $stages == *" test "* ]]; then
@@ -56,12 +62,37 @@ for name, s in shapes.items():
 PY
   RUNS=${SFD_BENCH_RUNS:-"llama-3b:8:1024:8 llama-3b:8:1024:0"}
   for r in $RUNS; do
-    IFS=: read -r shape bs seq budget <<< "$r"
-    log "sfd $shape bs$bs seq$seq budget=${budget}GiB"
+    IFS=: read -r shape bs seq budget clip <<< "$r"
+    clip=${clip:-1.0}
+    log "sfd $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=$clip"
     $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps ${SFD_BENCH_STEPS:-7} \
-      --timing-warmup 2 --device cuda --budget-gib $budget --label "$shape-b$budget" > "$OUT/sfd-$shape-$bs-$budget.log" 2>&1
-    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-$shape-$bs-$budget.log" | tail -12
+      --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm $clip --label "$shape-b$budget-c$clip" \
+      > "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip.log" 2>&1
+    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip.log" | tail -${SFD_BENCH_TAIL:-12}
   done
+fi
+if [[ $stages == *" trace "* && -x $BUILD/bench/engine/sfd_bench_trace ]]; then
+  IFS=: read -r shape bs seq budget clip <<< "${SFD_TRACE_RUN:-llama-3b:32:1024:7:0}"
+  log "trace $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=${clip:-1.0}"
+  $BUILD/bench/engine/sfd_bench_trace --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps 5 \
+    --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm ${clip:-1.0} --trace /tmp/sfd-trace.json --trace-step 4 \
+    > "$OUT/trace-run.log" 2>&1
+  echo "rc=$?"; grep -E "STEP|error|trace" "$OUT/trace-run.log" | tail -4
+  python3 bench/engine/trace_summary.py /tmp/sfd-trace.json > "$OUT/trace-summary.md" 2>&1; head -45 "$OUT/trace-summary.md"
+fi
+if [[ $stages == *" stream "* ]]; then
+  IFS=: read -r shape bs seq budget <<< "${SFD_STREAM_RUN:-llama-8b:1:128:12}"
+  log "stream $shape bs$bs seq$seq budget=${budget}GiB"
+  python3 -c "
+import torch,time
+x=torch.empty(1<<30,dtype=torch.uint8).pin_memory(); y=torch.empty_like(x,device='cuda')
+for _ in range(3): y.copy_(x,non_blocking=True)
+torch.cuda.synchronize(); t=time.time()
+for _ in range(10): y.copy_(x,non_blocking=True)
+torch.cuda.synchronize(); print('H2D_PINNED_GBPS,%.1f'%(10*(1<<30)/(time.time()-t)/1e9))" 2>&1 | tail -1
+  $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps 2 --timing-warmup 1 \
+    --device cuda --budget-gib $budget --stream-passes 5 --label "$shape-b$budget" > "$OUT/stream-$shape.log" 2>&1
+  echo "rc=$?"; grep -E "PLAN|STREAM|error" "$OUT/stream-$shape.log" | tail -3
 fi
 if [[ $stages == *" peers "* ]]; then
   log peers
