@@ -9,6 +9,7 @@
 
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
+#include "engine/model/fused_ops.h"
 
 namespace sfd {
 namespace {
@@ -23,7 +24,58 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
+// Whether params[i, i+names.size()) are exactly `names`, 2-D with one input width, and lie
+// back to back (no padding, nothing between them).
+bool Adjacent(const std::vector<ParamEntry>& ps, size_t i, const std::vector<const char*>& names) {
+  if (i + names.size() > ps.size()) return false;
+  for (size_t k = 0; k < names.size(); ++k) {
+    const ParamEntry& e = ps[i + k];
+    if (e.name != names[k] || e.shape.size() != 2 || e.shape[1] != ps[i].shape[1]) return false;
+    if (k > 0 && e.offset != ps[i + k - 1].offset + ps[i + k - 1].numel) return false;
+  }
+  return true;
+}
+
+// Sets the fused views of `w` from the group tensors (`tensor_of(group index)`).
+void AttachFused(LayerWeights& w, const std::vector<ParamGroup>& groups,
+                 const std::function<at::Tensor(size_t)>& tensor_of) {
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (groups[i].kind == ParamGroup::kQkv) w.qkv_w = tensor_of(i);
+    if (groups[i].kind == ParamGroup::kGateUp) w.gate_up_w = tensor_of(i);
+  }
+}
+
 }  // namespace
+
+std::vector<ParamGroup> LayerParamGroups(const UnitLayout& layout, bool fuse_gemms) {
+  static const std::vector<const char*> kQkvNames = {
+      "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"};
+  static const std::vector<const char*> kGateUpNames = {"mlp.gate_proj.weight",
+                                                        "mlp.up_proj.weight"};
+  const std::vector<ParamEntry>& ps = layout.params();
+  std::vector<ParamGroup> groups;
+  for (size_t i = 0; i < ps.size();) {
+    ParamGroup g;
+    g.first = static_cast<int>(i);
+    g.offset = ps[i].offset;
+    if (fuse_gemms && Adjacent(ps, i, kQkvNames)) {
+      g.kind = ParamGroup::kQkv;
+      g.count = 3;
+    } else if (fuse_gemms && Adjacent(ps, i, kGateUpNames)) {
+      g.kind = ParamGroup::kGateUp;
+      g.count = 2;
+    }
+    int64_t rows = 0;
+    for (int k = 0; k < g.count; ++k) {
+      g.numel += ps[i + k].numel;
+      rows += ps[i + k].shape[0];
+    }
+    g.shape = g.count == 1 ? ps[i].shape : std::vector<int64_t>{rows, ps[i].shape[1]};
+    groups.push_back(std::move(g));
+    i += groups.back().count;
+  }
+  return groups;
+}
 
 LayerWeights LayerWeights::Build(const std::function<at::Tensor(const char*)>& get) {
   LayerWeights w;
@@ -49,10 +101,20 @@ LayerWeights LayerWeights::Build(const std::function<at::Tensor(const char*)>& g
 }
 
 LayerWeights LayerWeights::View(const at::Tensor& flat, const UnitLayout& l) {
-  return Build([&](const char* name) { return ViewOf(flat, l, name); });
+  LayerWeights w = Build([&](const char* name) { return ViewOf(flat, l, name); });
+  if (GetFusedOps().fused_gemm) {
+    const std::vector<ParamGroup> groups = LayerParamGroups(l, true);
+    AttachFused(w, groups, [&](size_t i) {
+      return flat.narrow(0, groups[i].offset, groups[i].numel).view(groups[i].shape);
+    });
+  }
+  return w;
 }
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (FusedKernelsApply(x) && weight.scalar_type() == x.scalar_type()) {
+    return FusedRmsNorm(x, weight, eps);
+  }
   at::Tensor h = x.to(at::kFloat);
   at::Tensor var = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * at::rsqrt(var + eps);
@@ -62,22 +124,54 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 at::Tensor DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, const at::Tensor& x,
                                const AttentionInputs& attn) {
   const int64_t b = x.size(0), s = x.size(1), hd = c.head_dim;
+  const bool fused_kernels = FusedKernelsApply(x);
   at::Tensor h = RmsNorm(x, w.input_norm, c.rms_norm_eps);
-  at::Tensor q = Linear(h, w.q_w, w.q_b).view({b, s, c.num_heads, hd});
-  at::Tensor k = Linear(h, w.k_w, w.k_b).view({b, s, c.num_kv_heads, hd});
-  at::Tensor v = Linear(h, w.v_w, w.v_b).view({b, s, c.num_kv_heads, hd}).transpose(1, 2);
+  at::Tensor q, k, v;
+  if (w.qkv_w.defined()) {
+    // One GEMM; the splits are views of its [B,S,q+2kv] output (split_with_sizes: one
+    // gradient concatenation in backward).
+    const int64_t nq = c.num_heads * hd, nkv = c.num_kv_heads * hd;
+    std::vector<at::Tensor> qkv = at::split_with_sizes(at::linear(h, w.qkv_w), {nq, nkv, nkv}, -1);
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  } else {
+    q = Linear(h, w.q_w, w.q_b);
+    k = Linear(h, w.k_w, w.k_b);
+    v = Linear(h, w.v_w, w.v_b);
+  }
+  q = q.view({b, s, c.num_heads, hd});
+  k = k.view({b, s, c.num_kv_heads, hd});
+  v = v.view({b, s, c.num_kv_heads, hd}).transpose(1, 2);
   if (c.qk_norm) {
     q = RmsNorm(q, w.q_norm, c.rms_norm_eps);
     k = RmsNorm(k, w.k_norm, c.rms_norm_eps);
   }
-  q = ApplyRope(q.transpose(1, 2), attn.rope);
-  k = ApplyRope(k.transpose(1, 2), attn.rope);
+  if (fused_kernels && attn.rope.cos.scalar_type() == x.scalar_type()) {
+    q = FusedRope(q, attn.rope);  // [B,S,H,hd] in, [B,H,S,hd] contiguous out
+    k = FusedRope(k, attn.rope);
+  } else {
+    q = ApplyRope(q.transpose(1, 2), attn.rope);
+    k = ApplyRope(k.transpose(1, 2), attn.rope);
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   at::Tensor o = compat::Attention(q, k, v, attn.keep_mask, scale);  // [B,H,S,hd]
   o = o.transpose(1, 2).reshape({b, s, c.num_heads * hd});
   at::Tensor resid = x + Linear(o, w.o_w, w.o_b);
   at::Tensor m = RmsNorm(resid, w.post_norm, c.rms_norm_eps);
-  at::Tensor act = at::silu(Linear(m, w.gate_w, w.gate_b)) * Linear(m, w.up_w, w.up_b);
+  at::Tensor act;
+  if (w.gate_up_w.defined()) {
+    at::Tensor gate_up = at::linear(m, w.gate_up_w);  // [B,S,2*inter], gate columns first
+    if (fused_kernels) {
+      act = FusedSwiGlu(gate_up);
+    } else {
+      std::vector<at::Tensor> parts = gate_up.chunk(2, -1);
+      act = at::silu(parts[0]) * parts[1];
+    }
+  } else {
+    at::Tensor gate = Linear(m, w.gate_w, w.gate_b), up = Linear(m, w.up_w, w.up_b);
+    act = fused_kernels ? FusedSwiGlu(gate, up) : at::silu(gate) * up;
+  }
   return resid + Linear(act, w.down_w, w.down_b);
 }
 
@@ -85,20 +179,30 @@ LayerGraph RecordLayer(const ModelConfig& c, const UnitLayout& layout,
                        const at::Tensor& weights_flat, const at::Tensor& x,
                        const AttentionInputs& attn) {
   torch::autograd::AutoGradMode enable(true);
-  // Leaves: the layer input and one leaf per parameter view (views of a buffer that does not
-  // require grad are leaves, so no autograd bookkeeping touches the whole flat buffer).
+  // Leaves: the layer input and one leaf per parameter group's view (views of a buffer that
+  // does not require grad are leaves, so no autograd bookkeeping touches the whole flat
+  // buffer). A fused group's members are row ranges of its leaf.
   LayerGraph g;
   g.leaves.push_back(x.detach().requires_grad_(true));
   at::Tensor detached = weights_flat.detach();
-  for (const ParamEntry& e : layout.params()) {
-    g.leaves.push_back(detached.narrow(0, e.offset, e.numel).view(e.shape).requires_grad_(true));
-    g.entries.push_back(&e);
+  g.groups = LayerParamGroups(layout, GetFusedOps().fused_gemm);
+  for (const ParamGroup& pg : g.groups) {
+    g.leaves.push_back(detached.narrow(0, pg.offset, pg.numel).view(pg.shape).requires_grad_(true));
   }
+  const std::vector<ParamEntry>& ps = layout.params();
   LayerWeights w = LayerWeights::Build([&](const char* name) -> at::Tensor {
-    for (size_t i = 0; i < g.entries.size(); ++i)
-      if (g.entries[i]->name == name) return g.leaves[i + 1];
+    for (size_t i = 0; i < g.groups.size(); ++i) {
+      const ParamGroup& pg = g.groups[i];
+      for (int k = 0; k < pg.count; ++k) {
+        const ParamEntry& e = ps[pg.first + k];
+        if (e.name != name) continue;
+        if (pg.count == 1) return g.leaves[i + 1];
+        return g.leaves[i + 1].narrow(0, (e.offset - pg.offset) / pg.shape[1], e.shape[0]);
+      }
+    }
     return at::Tensor();
   });
+  AttachFused(w, g.groups, [&](size_t i) { return g.leaves[i + 1]; });
   g.y = DecoderLayerForward(c, w, g.leaves[0], attn);
   return g;
 }
@@ -107,8 +211,8 @@ at::Tensor BackwardLayer(LayerGraph& g, const at::Tensor& dy, at::Tensor& grad_f
                          bool accumulate) {
   torch::autograd::AutoGradMode enable(true);
   std::vector<at::Tensor> grads = torch::autograd::grad({g.y}, g.leaves, {dy});
-  for (size_t i = 0; i < g.entries.size(); ++i) {
-    const ParamEntry& e = *g.entries[i];
+  for (size_t i = 0; i < g.groups.size(); ++i) {
+    const ParamGroup& e = g.groups[i];
     at::Tensor dst = grad_flat.narrow(0, e.offset, e.numel);
     if (accumulate) {
       dst.add_(grads[i + 1].reshape({-1}));
