@@ -23,14 +23,14 @@ log() { echo "== $(date +%T) $*"; }
 if [[ $stages == *" build "* ]]; then
   log build
   cmake -S . -B $BUILD $SFD_GPU_CMAKE_ARGS > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam > "$OUT/build.log" 2>&1 \
+  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_model_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam > "$OUT/build.log" 2>&1 \
     || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
   ninja -C $BUILD -j16 sfd_bench_trace > "$OUT/build-trace.log" 2>&1 || { echo "sfd_bench_trace did not build (tracing off):"; grep -E "error" "$OUT/build-trace.log" | head -5; }
   log build ok
 fi
 if [[ $stages == *" test "* ]]; then
   log test
-  for t in engine_io_tests engine_optim_tests engine_trainer_tests; do
+  for t in engine_io_tests engine_optim_tests engine_trainer_tests engine_model_tests; do
     $BUILD/tests/$t > "$OUT/$t.log" 2>&1; rc=$?; echo "$t rc=$rc"; grep -E "PASSED|FAILED|SKIPPED" "$OUT/$t.log" | tail -8
     if [ $rc -ge 128 ]; then  # crashed: get a backtrace (no gdb there; cuda-gdb debugs host code)
       last=$(grep "^\[ RUN" "$OUT/$t.log" | tail -1 | awk '{print $4}')
