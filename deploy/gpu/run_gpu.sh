@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), from the repo root:
-#   deploy/gpu/run_gpu.sh [build] [test] [parity] [bench] [peers]
+#   deploy/gpu/run_gpu.sh [build] [test] [layer] [parity] [bench] [peers]
 # build : configure + build engine, tests and benches against torch 2.11+cu130 (-j16)
 # test  : engine tests (CPU and CUDA variants)
+# layer : bench/layer/layer_bench (one decoder layer, fused ops off vs on; SFD_LAYER_ARGS)
 # parity: tests/gpu/parity_1b.py (sfd vs transformers AMP, 20 steps, 1B Llama shape)
 # bench : sfd_bench on the 3B/8B shapes of bench/results (SFD_BENCH_RUNS overrides:
 #         "shape:batch:seq:budgetGiB[:max_grad_norm]" ..., max_grad_norm 0 = no clipping, which
@@ -23,7 +24,7 @@ log() { echo "== $(date +%T) $*"; }
 if [[ $stages == *" build "* ]]; then
   log build
   cmake -S . -B $BUILD $SFD_GPU_CMAKE_ARGS > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_model_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam > "$OUT/build.log" 2>&1 \
+  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_model_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam layer_bench > "$OUT/build.log" 2>&1 \
     || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
   ninja -C $BUILD -j16 sfd_bench_trace > "$OUT/build-trace.log" 2>&1 || { echo "sfd_bench_trace did not build (tracing off):"; grep -E "error" "$OUT/build-trace.log" | head -5; }
   log build ok
@@ -38,6 +39,11 @@ if [[ $stages == *" test "* ]]; then
       grep -E "^#|signal" "$OUT/$t.gdb.log" | head -30
     fi
   done
+fi
+if [[ $stages == *" layer "* ]]; then  # one decoder layer, fused ops off vs on (bench/layer)
+  log layer
+  $BUILD/bench/layer/layer_bench ${SFD_LAYER_ARGS:-} > "$OUT/layer_bench.log" 2>&1; echo "rc=$?"
+  grep -E "RESULT|DIFF|error" "$OUT/layer_bench.log"
 fi
 if [[ $stages == *" parity "* ]]; then
   log parity
