@@ -57,8 +57,10 @@ HeadOutputs HeadForwardBackward(const HeadInputs& in, const at::Tensor& hidden, 
     at::Tensor hc = hn_data.narrow(0, s, n);
     at::Tensor dl;
     ce += ChunkCe(hc, in.lm_weight, in.targets.narrow(0, s, n), grad_scale, &dl);
-    dhn.narrow(0, s, n).copy_(at::matmul(dl, in.lm_weight));
-    lm_grad_accum.add_(at::matmul(dl.t(), hc).to(at::kFloat));
+    at::Tensor dhn_chunk = dhn.narrow(0, s, n);  // rows of a contiguous matrix: contiguous
+    at::mm_out(dhn_chunk, dl, in.lm_weight);
+    // Mixed-dtype add: the bf16 product is widened inside the add (no fp32 copy of [V, d]).
+    lm_grad_accum.add_(at::mm(dl.t(), hc));
   }
   std::vector<at::Tensor> g = torch::autograd::grad({hn}, {h, nw}, {dhn});
   norm_grad_accum.add_(g[1].to(at::kFloat));

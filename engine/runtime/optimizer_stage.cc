@@ -35,6 +35,7 @@ void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool
     skip_[u] = false;
     landed_[u].reset();
   }
+  announced_.clear();
   pending_ = true;
 }
 
@@ -69,6 +70,7 @@ void OptimizerStage::MarkReady(int unit, std::shared_ptr<Event> landed) {
     if (!StreamingLocked(lock)) return;
     landed_[unit] = std::move(landed);
     ready_[unit] = true;
+    announced_.push_back(unit);
   }
   cv_.notify_all();
 }
@@ -106,6 +108,13 @@ void OptimizerStage::UpdateUnit(int u, const AdamWStep& hp, bool in_mirror) {
   }
 }
 
+bool OptimizerStage::HasLanded(const std::shared_ptr<Event>& e) {
+  if (e == nullptr) return true;
+  bool done = true;  // a device fault counts as landed: the wait then fails and skips the unit
+  (void)compat::CatchTorch("querying a gradient copy", [&] { done = e->Query(); });
+  return done;
+}
+
 void OptimizerStage::Loop() {
   const int n = static_cast<int>(host_->size());
   while (true) {
@@ -120,8 +129,10 @@ void OptimizerStage::Loop() {
     }
     const auto t0 = std::chrono::steady_clock::now();
     for (int done = 0; done < n; ++done) {
-      // The lowest forward index that is ready and not updated yet (in Launch mode every unit
-      // is ready, so this is plain forward order).
+      // The lowest forward index whose gradient has landed (in Launch mode every unit has, so
+      // this is plain forward order). If no announced gradient has landed yet, the one
+      // announced first — the device finishes them in announcement order — so the stage never
+      // waits on a late unit while earlier ones are ready.
       int u = -1;
       std::shared_ptr<Event> landed;
       bool skip;
@@ -133,7 +144,10 @@ void OptimizerStage::Loop() {
           return false;
         });
         for (int i = 0; i < n && u < 0; ++i)
-          if (ready_[i] && version_[i] < hp.step) u = i;
+          if (ready_[i] && version_[i] < hp.step && HasLanded(landed_[i])) u = i;
+        for (size_t k = 0; k < announced_.size() && u < 0; ++k)
+          if (version_[announced_[k]] < hp.step) u = announced_[k];
+        SFD_CHECK(u >= 0) << "no unit to update";
         landed = std::move(landed_[u]);
         skip = skip_[u];
       }

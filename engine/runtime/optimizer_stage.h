@@ -62,6 +62,7 @@ class OptimizerStage {
  private:
   void Loop();
   void UpdateUnit(int unit, const AdamWStep& hp, bool in_mirror);
+  static bool HasLanded(const std::shared_ptr<Event>& e);
   void StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool streaming);
   // Starts an armed streaming step once the previous update has ended; true if one is running.
   bool StreamingLocked(std::unique_lock<std::mutex>& lock);
@@ -82,6 +83,7 @@ class OptimizerStage {
   std::vector<bool> ready_;
   std::vector<bool> skip_;
   std::vector<std::shared_ptr<Event>> landed_;
+  std::vector<int> announced_;  // units in MarkReady order (the device's completion order)
   int device_units_ = 0;
   double last_seconds_ = 0;
   std::thread thread_;
