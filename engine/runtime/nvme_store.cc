@@ -404,12 +404,12 @@ absl::Status NvmeStore::ReadInto(int unit, float* m, float* v) {
   return absl::OkStatus();
 }
 
-absl::Status NvmeStore::WriteFrom(int unit, const float* m, const float* v) {
+absl::StatusOr<NvmeStore::Lease> NvmeStore::AcquireForWrite(int unit) {
   SFD_RETURN_IF_ERROR(CheckUnit(unit));
   std::unique_lock<std::mutex> lock(mu_);
   SFD_RETURN_IF_ERROR(error_);
   if (FindBuffer(unit, BufState::kLeased) >= 0) {
-    return absl::FailedPreconditionError(absl::StrCat("NVMe store: unit ", unit, " is leased; cannot overwrite it"));
+    return absl::FailedPreconditionError(absl::StrCat("NVMe store: unit ", unit, " is already leased"));
   }
   // A staged copy would go stale: wait for its read, then drop it.
   done_cv_.wait(lock, [&] { return !error_.ok() || FindBuffer(unit, BufState::kReading) < 0; });
@@ -420,14 +420,24 @@ absl::Status NvmeStore::WriteFrom(int unit, const float* m, const float* v) {
   }
   SFD_ASSIGN_OR_RETURN(const int b, TakeBuffer(lock, unit));
   Staging& s = buffers_[b];
-  s.state = BufState::kLeased;  // ours while we copy without the lock
+  s.state = BufState::kLeased;
   s.unit = unit;
-  const int64_t n = units_[unit].numel;
-  lock.unlock();
-  std::memcpy(s.data, m, n * sizeof(float));
-  std::memcpy(s.data + units_[unit].half, v, n * sizeof(float));
-  lock.lock();
-  StartTransfer(b, unit, BufState::kWriting);
+  Lease lease;
+  lease.unit = unit;
+  lease.buffer = b;
+  lease.numel = units_[unit].numel;
+  lease.m = reinterpret_cast<float*>(s.data);
+  lease.v = reinterpret_cast<float*>(s.data + units_[unit].half);
+  return lease;
+}
+
+absl::Status NvmeStore::WriteFrom(int unit, const float* m, const float* v) {
+  SFD_ASSIGN_OR_RETURN(Lease lease, AcquireForWrite(unit));
+  std::memcpy(lease.m, m, lease.numel * sizeof(float));
+  std::memcpy(lease.v, v, lease.numel * sizeof(float));
+  SFD_RETURN_IF_ERROR(WriteBack(lease));
+  std::unique_lock<std::mutex> lock(mu_);
+  Staging& s = buffers_[lease.buffer];
   const uint64_t seq = s.start_seq;
   done_cv_.wait(lock, [&] { return !error_.ok() || s.start_seq != seq || s.state != BufState::kWriting; });
   return error_;

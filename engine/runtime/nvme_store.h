@@ -84,6 +84,9 @@ class NvmeStore {
   // Waits for `unit`'s read (starting it if Prefetch was not called) and leases the buffer.
   // FAILED_PRECONDITION if the unit is leased already or every buffer is.
   absl::StatusOr<Lease> Acquire(int unit);
+  // Leases a buffer for `unit` without reading it (contents undefined): for overwriting the
+  // whole unit (checkpoint load), then WriteBack. Drops any staged copy of the unit.
+  absl::StatusOr<Lease> AcquireForWrite(int unit);
   // Starts writing the lease's m and v back; the buffer is free again once that completes.
   absl::Status WriteBack(const Lease& lease);
   // Returns the buffer without writing (the moments on disk stay as they were).

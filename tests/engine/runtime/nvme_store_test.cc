@@ -320,6 +320,34 @@ TEST_P(NvmeStoreErrorTest, FileSizeLimitIsReportedNamingTheFile) {
 
 INSTANTIATE_TEST_SUITE_P(ThreadOrUring, NvmeStoreErrorTest, ::testing::Bool());
 
+// Checkpoint load: overwrite a unit without reading it; a copy prefetched before must not
+// be served afterwards.
+TEST(NvmeStoreTest, AcquireForWriteDropsStaleCopies) {
+  auto store_or = NvmeStore::Create(FreshDir("overwrite"), {5000, 7000});
+  ASSERT_TRUE(store_or.ok()) << store_or.status();
+  NvmeStore& store = **store_or;
+  const std::vector<float> a = Random(5000, 1), b = Random(5000, 2);
+  ASSERT_TRUE(store.WriteFrom(0, a.data(), b.data()).ok());
+  ASSERT_TRUE(store.Prefetch(0).ok());  // stages a, b
+  ASSERT_TRUE(store.Flush().ok());
+  const int64_t read_before = store.bytes_read();
+  auto w = store.AcquireForWrite(0);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(store.bytes_read(), read_before) << "AcquireForWrite must not read";
+  for (int64_t i = 0; i < w->numel; ++i) {
+    w->m[i] = b[i];
+    w->v[i] = a[i];
+  }
+  EXPECT_EQ(store.Acquire(0).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store.WriteBack(*w).ok());
+  auto r = store.Acquire(0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(0, std::memcmp(r->m, b.data(), 5000 * 4));
+  EXPECT_EQ(0, std::memcmp(r->v, a.data(), 5000 * 4));
+  store.Release(*r);
+  EXPECT_TRUE(store.Flush().ok());
+}
+
 TEST(NvmeStoreTest, MisuseIsAnErrorNotACrash) {
   NvmeStoreOptions o;
   o.staging_buffers = 2;
