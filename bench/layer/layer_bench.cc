@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "engine/model/decoder_layer.h"
 #include "engine/model/fused_ops.h"
@@ -137,7 +138,7 @@ void RunShape(const Shape& shape, int64_t tokens) {
     PathResult& r = res[mode];
     r.grads = at::zeros_like(flat);
     {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       r.fwd_ms = MedianMs([&] { r.y = DecoderLayerForward(c, LayerWeights::View(flat, layout), x, attn); });
     }
     c10::cuda::CUDACachingAllocator::resetPeakStats(0);
