@@ -11,24 +11,34 @@ int64_t MirrorBytes(const ModelLayout& layout) {
   return n * 2;
 }
 
-int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads) {
+namespace {
+bool OnNvme(const std::vector<bool>& moments_on_nvme, int u) {
+  return u < static_cast<int>(moments_on_nvme.size()) && moments_on_nvme[u];
+}
+}  // namespace
+
+int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads,
+                      const std::vector<bool>& moments_on_nvme) {
   int64_t bytes = 0;
   for (int u = 0; u < layout.num_units(); ++u) {
     const int64_t n = layout.layout(u).numel();
-    bytes += n * 4 * (3 + (all_grads ? 1 : 0));
+    bytes += n * 4 * ((OnNvme(moments_on_nvme, u) ? 1 : 3) + (all_grads ? 1 : 0));
   }
   return bytes + (bf16_mirror ? MirrorBytes(layout) : 0);
 }
 
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
-                                                        bool bf16_mirror, bool all_grads) {
+                                                        bool bf16_mirror, bool all_grads,
+                                                        const std::vector<bool>& moments_on_nvme) {
   std::vector<HostUnit> units(layout.num_units());
   absl::Status st = compat::CatchTorch("allocating host arenas", [&] {
     for (int u = 0; u < layout.num_units(); ++u) {
       const int64_t n = layout.layout(u).numel();
       units[u].master = at::zeros({n}, at::kFloat);
-      units[u].m = at::zeros({n}, at::kFloat);
-      units[u].v = at::zeros({n}, at::kFloat);
+      if (!OnNvme(moments_on_nvme, u)) {
+        units[u].m = at::zeros({n}, at::kFloat);
+        units[u].v = at::zeros({n}, at::kFloat);
+      }
       if (all_grads) units[u].grad = at::zeros({n}, at::kFloat);
     }
   });

@@ -1,6 +1,7 @@
 // HostUnit: one unit's flat arenas in host memory, laid out by the unit's UnitLayout:
 //   master  fp32 [numel]  host     master weights
-//   m, v    fp32 [numel]  host     AdamW exp_avg / exp_avg_sq
+//   m, v    fp32 [numel]  host     AdamW exp_avg / exp_avg_sq; undefined for units whose
+//                                  moments live on the NVMe tier (runtime/nvme_store.h)
 //   mirror  bf16 [numel]  pinned   (bf16 compute only) the weights as the device needs them:
 //                                  written by the AdamW update, read by every H2D load. In a
 //                                  step without gradient accumulation it also receives the
@@ -28,15 +29,17 @@ struct HostUnit {
   int64_t numel() const { return master.numel(); }
 };
 
-// Allocates zeroed master/m/v for every unit, a pinned bf16 mirror per unit when
-// `bf16_mirror`, and fp32 grads when `all_grads`.
+// Allocates zeroed master/m/v for every unit (no m/v where `moments_on_nvme[u]`), a pinned
+// bf16 mirror per unit when `bf16_mirror`, and fp32 grads when `all_grads`.
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
-                                                        bool bf16_mirror, bool all_grads);
+                                                        bool bf16_mirror, bool all_grads,
+                                                        const std::vector<bool>& moments_on_nvme = {});
 // Allocates the fp32 grad arena of every unit that lacks one.
 absl::Status EnsureGradArenas(std::vector<HostUnit>* units);
 
 // Host bytes (pageable, pinned) AllocateHostUnits will take.
-int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads);
+int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads,
+                      const std::vector<bool>& moments_on_nvme = {});
 int64_t MirrorBytes(const ModelLayout& layout);
 
 }  // namespace sfd

@@ -1,14 +1,21 @@
 #include "engine/runtime/memory_planner.h"
 
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "engine/common/status.h"
 #include "engine/runtime/host_arena.h"
+#include "engine/runtime/nvme_store.h"
 
 namespace sfd {
 namespace {
@@ -37,6 +44,60 @@ int64_t ProcessRss() {
   int64_t size = 0, resident = 0;
   if (!(f >> size >> resident)) return 0;
   return resident * sysconf(_SC_PAGESIZE);
+}
+
+std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int device_units) {
+  const int L = layout.num_layers();
+  const int n = static_cast<int>(std::clamp<double>(std::llround(fraction * L), 0, L));
+  std::vector<bool> on(layout.num_units(), false);
+  if (n == 0) return {};
+  for (int i = 0; i < L; ++i) {
+    const int u = layout.layer_unit(i);
+    if ((int64_t{i + 1} * n) / L > (int64_t{i} * n) / L && u >= device_units) on[u] = true;
+  }
+  return on;
+}
+
+absl::StatusOr<double> NvmeFraction(const EngineSpec& e) {
+  if (!e.nvme_fraction.has_value()) return e.nvme_dir.empty() ? 0.0 : 1.0;
+  const double f = *e.nvme_fraction;
+  if (!(f >= 0 && f <= 1)) {
+    return absl::InvalidArgumentError("engine.nvme_fraction=" + std::to_string(f) +
+                                      " must be in [0, 1] (fraction of decoder layers whose AdamW "
+                                      "moments live in engine.nvme_dir)");
+  }
+  if (e.nvme_dir.empty()) {
+    return absl::InvalidArgumentError("engine.nvme_fraction is set but engine.nvme_dir is not");
+  }
+  return f;
+}
+
+absl::StatusOr<int64_t> NvmeDirFreeBytes(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("engine.nvme_dir is empty");
+  std::string p = dir;
+  struct stat st;
+  while (::stat(p.c_str(), &st) != 0) {  // nearest existing ancestor
+    if (errno != ENOENT && errno != ENOTDIR) {  // ENOTDIR: an ancestor is a file (reported below)
+      return absl::InvalidArgumentError("engine.nvme_dir '" + dir + "': cannot use " + p + ": " +
+                                        std::strerror(errno));
+    }
+    const size_t slash = p.find_last_of('/');
+    if (slash == std::string::npos) {
+      p = ".";
+    } else {
+      p = slash == 0 ? "/" : p.substr(0, slash);
+    }
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError("engine.nvme_dir '" + dir + "': " + p + " is not a directory");
+  }
+  if (::access(p.c_str(), W_OK | X_OK) != 0) {
+    return absl::InvalidArgumentError("engine.nvme_dir '" + dir + "': " + p + " is not writable: " +
+                                      std::strerror(errno));
+  }
+  struct statvfs vfs;
+  if (::statvfs(p.c_str(), &vfs) != 0) return int64_t{0};
+  return static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
 }
 
 absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
@@ -137,9 +198,22 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   const bool bf16 = es == 2;
   p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
                   (offload ? saved_all : 0);
-  p.need.host = HostUnitBytes(layout, bf16, !bf16) - (bf16 ? MirrorBytes(layout) : 0);
+  // NVMe tier: the chosen layers' m and v live in files; host keeps their master (and mirror)
+  // plus the store's staging buffers (each the largest NVMe unit's m+v).
+  SFD_ASSIGN_OR_RETURN(const double nvme_fraction, NvmeFraction(e));
+  const std::vector<bool> nvme = NvmeUnits(layout, nvme_fraction, p.device_optimizer_units);
+  int64_t nvme_staging = 0;
+  for (size_t u = 0; u < nvme.size(); ++u) {
+    if (!nvme[u]) continue;
+    const int64_t file = NvmeStore::UnitFileBytes(layout.layout(static_cast<int>(u)).numel());
+    ++p.nvme_layers;
+    p.need.nvme += file;
+    nvme_staging = std::max(nvme_staging, file * NvmeStoreOptions{}.staging_buffers);
+  }
+  p.need.host = HostUnitBytes(layout, bf16, !bf16, nvme) - (bf16 ? MirrorBytes(layout) : 0) + nvme_staging;
   p.available.device = in.device_free;
   p.available.host = in.host_available;
+  p.available.nvme = in.nvme_available;
 
   std::ostringstream s;
   s << "model " << c.architecture << " " << layout.TotalParams() / 1e9 << "B params, " << L
@@ -151,6 +225,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << p.device_optimizer_units << " unit(s) on the device), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
     << " host (fp32 master+m+v)";
+  if (p.nvme_layers > 0) {
+    s << "; AdamW moments of " << p.nvme_layers << " of " << L << " layers on NVMe: "
+      << Gib(p.need.nvme) << " in " << e.nvme_dir << " (" << Gib(nvme_staging) << " host staging)";
+  }
   p.summary = s.str();
 
   if (in.cuda) {
@@ -162,6 +240,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
           (e.device_memory_budget > 0 ? "" : " is free") +
           "; reduce micro_batch_size or max_seq_len, or lower engine.window_slots. Plan: " + p.summary);
     }
+  }
+  if (in.nvme_available > 0 && p.need.nvme > in.nvme_available) {
+    return absl::ResourceExhaustedError("memory plan does not fit engine.nvme_dir " + e.nvme_dir +
+                                        ": the AdamW moments need " + Gib(p.need.nvme) + " but " +
+                                        Gib(in.nvme_available) +
+                                        " is free; lower engine.nvme_fraction. Plan: " + p.summary);
   }
   if (in.host_available > 0 && p.need.host + p.need.pinned > in.host_available) {
     return absl::ResourceExhaustedError("memory plan does not fit host RAM: need " +

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_layout.h"
@@ -20,11 +22,26 @@ struct PlannerInputs {
   std::string device_name;
   int64_t device_free = 0;      // bytes free on the device now (0 = unknown / CPU)
   int64_t host_available = 0;   // MemAvailable (0 = unknown)
+  int64_t nvme_available = 0;   // free bytes where engine.nvme_dir lives (0 = unknown)
   const EngineSpec* engine = nullptr;
   int64_t staging_elems = int64_t{1} << 24;
 };
 
 absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in);
+
+// Units whose AdamW moments live on the NVMe tier: round(fraction * L) decoder layers spread
+// evenly over the L layers (layer i when floor((i+1)n/L) > floor(i n/L): with 0.5 every other
+// layer starting at layer 1, with 1/L the last one), skipping units below `device_units`
+// (their state is on the device). Spreading them lets each NVMe layer's read-ahead and
+// write-back overlap the update of RAM layers in both update orders (forward for Launch,
+// backward for the streamed update). Indexed by unit; empty when fraction is 0.
+std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int device_units);
+// The fraction a spec asks for (0 without nvme_dir); InvalidArgument naming
+// engine.nvme_fraction when it is outside [0, 1] or set without engine.nvme_dir.
+absl::StatusOr<double> NvmeFraction(const EngineSpec& e);
+// Free bytes of the filesystem that holds (or would hold) `dir`: its nearest existing ancestor
+// must be a writable directory; errors name engine.nvme_dir.
+absl::StatusOr<int64_t> NvmeDirFreeBytes(const std::string& dir);
 
 // MemAvailable from /proc/meminfo in bytes (0 if unreadable); resident set of this process.
 int64_t HostMemAvailable();

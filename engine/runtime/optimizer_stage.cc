@@ -99,13 +99,79 @@ void OptimizerStage::AbortStreaming() {
 void OptimizerStage::UpdateUnit(int u, const AdamWStep& hp, bool in_mirror) {
   HostUnit& h = (*host_)[u];
   uint16_t* out = h.mirror.defined() ? reinterpret_cast<uint16_t*>(h.mirror.data_ptr()) : nullptr;
-  if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them
-    adam_->UpdateBf16Grad(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(),
-                          h.v.data_ptr<float>(), out, out, h.numel());
+  float* m = nullptr;
+  float* v = nullptr;
+  NvmeStore::Lease lease;
+  const bool on_nvme = nvme_ != nullptr && nvme_->on_nvme(u);
+  if (on_nvme) {  // m and v in a staging buffer; read the next NVMe unit meanwhile
+    absl::StatusOr<NvmeStore::Lease> l = nvme_->Acquire(u);
+    if (!l.ok()) {
+      Fail(l.status());
+      return;
+    }
+    lease = *l;
+    m = lease.m;
+    v = lease.v;
+    int next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      next = PredictNextNvmeLocked(u, hp.step);
+    }
+    Prefetch(next);
   } else {
-    adam_->Update(hp, h.master.data_ptr<float>(), h.m.data_ptr<float>(), h.v.data_ptr<float>(),
-                  h.grad.data_ptr<float>(), out, h.numel());
+    m = h.m.data_ptr<float>();
+    v = h.v.data_ptr<float>();
   }
+  if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them
+    adam_->UpdateBf16Grad(hp, h.master.data_ptr<float>(), m, v, out, out, h.numel());
+  } else {
+    adam_->Update(hp, h.master.data_ptr<float>(), m, v, h.grad.data_ptr<float>(), out, h.numel());
+  }
+  if (on_nvme) {
+    const absl::Status st = nvme_->WriteBack(lease);
+    if (!st.ok()) Fail(st);
+  }
+}
+
+int OptimizerStage::PredictNextNvmeLocked(int current, int64_t step) const {
+  const int n = static_cast<int>(version_.size());
+  auto pending = [&](int i) {
+    return i != current && version_[i] < step && i >= device_units_ && !skip_[i] && nvme_->on_nvme(i);
+  };
+  for (int i = 0; i < n; ++i)  // ready: taken lowest index first
+    if (ready_[i] && pending(i)) return i;
+  for (int a : announced_)
+    if (pending(a)) return a;
+  if (streaming_) {  // gradients land from the last layer down
+    for (int i = n - 1; i >= 0; --i)
+      if (pending(i)) return i;
+  }
+  return -1;
+}
+
+int OptimizerStage::FirstNvmeOfNextStepLocked() const {
+  const int n = static_cast<int>(version_.size());
+  for (int k = 0; k < n; ++k) {
+    const int i = streaming_ ? n - 1 - k : k;
+    if (i >= device_units_ && nvme_->on_nvme(i)) return i;
+  }
+  return -1;
+}
+
+void OptimizerStage::Prefetch(int unit) {
+  if (unit < 0) return;
+  const absl::Status st = nvme_->Prefetch(unit);
+  if (!st.ok()) Fail(st);
+}
+
+void OptimizerStage::Fail(const absl::Status& st) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (error_.ok()) error_ = st;
+}
+
+absl::Status OptimizerStage::status() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
 }
 
 bool OptimizerStage::HasLanded(const std::shared_ptr<Event>& e) {
@@ -164,6 +230,14 @@ void OptimizerStage::Loop() {
         version_[u] = hp.step;
       }
       cv_.notify_all();
+    }
+    if (nvme_ != nullptr) {  // the next step's first NVMe unit: read during its forward
+      int first;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        first = FirstNvmeOfNextStepLocked();
+      }
+      Prefetch(first);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

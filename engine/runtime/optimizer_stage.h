@@ -9,6 +9,12 @@
 //    update overlaps the backward itself (SlideFormer's schedule). Among ready units the lowest
 //    forward index goes first, because the next forward needs those first. The arithmetic is
 //    the same as Launch with grad_scale 1: the two modes give identical weights.
+// Units whose AdamW moments live on the NVMe tier (set_nvme) are updated in a staging buffer of
+// the NvmeStore: while one is updated, the next NVMe unit in the expected update order is read
+// ahead (lowest ready index, else the first announced, else — streaming — the highest pending
+// index, since gradients land from the last layer down) and the previous one is written back;
+// after a step's last unit the first NVMe unit of the next step is read ahead, so its read
+// overlaps the next forward.
 #pragma once
 
 #include <condition_variable>
@@ -21,6 +27,7 @@
 #include "engine/optim/cpu_adamw.h"
 #include "engine/runtime/backend.h"
 #include "engine/runtime/host_arena.h"
+#include "engine/runtime/nvme_store.h"
 
 namespace sfd {
 
@@ -58,10 +65,21 @@ class OptimizerStage {
   double last_update_seconds() const { return last_seconds_; }
   // Units [0, n) are updated on the device (DeviceOptimizer): only their version advances here.
   void set_device_units(int n) { device_units_ = n; }
+  // Units `store` holds (on_nvme) take their m and v from it (set before the first step).
+  void set_nvme(NvmeStore* store) { nvme_ = store; }
+  // The first NVMe failure (read, write): the unit it hit was not updated (its version still
+  // advanced), so the model state is invalid from then on. OK otherwise.
+  absl::Status status();
 
  private:
   void Loop();
   void UpdateUnit(int unit, const AdamWStep& hp, bool in_mirror);
+  // NVMe unit expected to be updated next after `current` in step `step` (-1: none).
+  int PredictNextNvmeLocked(int current, int64_t step) const;
+  // First NVMe unit of the step after `step` (its update order follows this step's mode).
+  int FirstNvmeOfNextStepLocked() const;
+  void Prefetch(int unit);
+  void Fail(const absl::Status& st);
   static bool HasLanded(const std::shared_ptr<Event>& e);
   void StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool streaming);
   // Starts an armed streaming step once the previous update has ended; true if one is running.
@@ -85,6 +103,8 @@ class OptimizerStage {
   std::vector<std::shared_ptr<Event>> landed_;
   std::vector<int> announced_;  // units in MarkReady order (the device's completion order)
   int device_units_ = 0;
+  NvmeStore* nvme_ = nullptr;
+  absl::Status error_;  // first NVMe failure
   double last_seconds_ = 0;
   std::thread thread_;
 };

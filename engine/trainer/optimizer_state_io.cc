@@ -22,7 +22,7 @@ std::string UnitFile(const std::string& dir, int u) {
 }  // namespace
 
 absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layout,
-                                 const std::vector<HostUnit>& host, int64_t step) {
+                                 const std::vector<HostUnit>& host, int64_t step, NvmeStore* nvme) {
   ::mkdir(dir.c_str(), 0755);
   const std::string odir = dir + "/optimizer";
   if (::mkdir(odir.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -32,10 +32,21 @@ absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layo
   for (int u = 0; u < layout.num_units(); ++u) {
     const HostUnit& h = host[u];
     const std::vector<int64_t> shape{h.numel()};
+    const float* m = h.m.defined() ? h.m.data_ptr<float>() : nullptr;
+    const float* v = h.v.defined() ? h.v.data_ptr<float>() : nullptr;
+    NvmeStore::Lease lease;
+    const bool on_nvme = nvme != nullptr && nvme->on_nvme(u);
+    if (on_nvme) {  // written straight from the staging buffer
+      SFD_ASSIGN_OR_RETURN(lease, nvme->Acquire(u));
+      m = lease.m;
+      v = lease.v;
+    }
     std::vector<TensorToWrite> t{{"master", DType::kF32, shape, h.master.data_ptr<float>()},
-                                 {"exp_avg", DType::kF32, shape, h.m.data_ptr<float>()},
-                                 {"exp_avg_sq", DType::kF32, shape, h.v.data_ptr<float>()}};
-    SFD_RETURN_IF_ERROR(WriteSafetensors(UnitFile(dir, u), t, {{"format", "sfd-optimizer"}}));
+                                 {"exp_avg", DType::kF32, shape, m},
+                                 {"exp_avg_sq", DType::kF32, shape, v}};
+    const absl::Status st = WriteSafetensors(UnitFile(dir, u), t, {{"format", "sfd-optimizer"}});
+    if (on_nvme) nvme->Release(lease);
+    SFD_RETURN_IF_ERROR(st);
     units.push_back(h.numel());
   }
   nlohmann::json j = {{"format", 1}, {"step", step}, {"unit_numel", units}};
@@ -50,7 +61,7 @@ absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layo
 }
 
 absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLayout& layout,
-                                           std::vector<HostUnit>* host) {
+                                           std::vector<HostUnit>* host, NvmeStore* nvme) {
   const std::string path = dir + "/optimizer/state.json";
   std::ifstream f(path);
   if (!f) return absl::NotFoundError("no optimizer state: cannot open " + path);
@@ -74,13 +85,36 @@ absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLa
     }
     const std::string file = UnitFile(dir, u);
     SFD_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(file));
-    for (auto [name, dst] : {std::pair<const char*, at::Tensor*>{"master", &h.master},
-                             {"exp_avg", &h.m}, {"exp_avg_sq", &h.v}}) {
-      const TensorInfo* t = st->Find(name);
-      if (t == nullptr) return absl::InvalidArgumentError(file + ": missing tensor '" + name + "'");
-      SFD_RETURN_IF_ERROR(st->ReadFloat(*t, absl::Span<float>(dst->data_ptr<float>(), dst->numel())));
+    float* m = h.m.defined() ? h.m.data_ptr<float>() : nullptr;
+    float* v = h.v.defined() ? h.v.data_ptr<float>() : nullptr;
+    NvmeStore::Lease lease;
+    const bool on_nvme = nvme != nullptr && nvme->on_nvme(u);
+    if (on_nvme) {  // read into a staging buffer, then written to the unit's NVMe file
+      SFD_ASSIGN_OR_RETURN(lease, nvme->AcquireForWrite(u));
+      m = lease.m;
+      v = lease.v;
     }
+    absl::Status read = absl::OkStatus();
+    for (auto [name, dst] : {std::pair<const char*, float*>{"master", h.master.data_ptr<float>()},
+                             {"exp_avg", m}, {"exp_avg_sq", v}}) {
+      const TensorInfo* t = st->Find(name);
+      if (t == nullptr) {
+        read = absl::InvalidArgumentError(file + ": missing tensor '" + name + "'");
+        break;
+      }
+      read = st->ReadFloat(*t, absl::Span<float>(dst, h.numel()));
+      if (!read.ok()) break;
+    }
+    if (on_nvme) {
+      if (read.ok()) {
+        SFD_RETURN_IF_ERROR(nvme->WriteBack(lease));
+      } else {
+        nvme->Release(lease);
+      }
+    }
+    SFD_RETURN_IF_ERROR(read);
   }
+  if (nvme != nullptr) SFD_RETURN_IF_ERROR(nvme->Flush());
   return j["step"].get<int64_t>();
 }
 

@@ -23,6 +23,7 @@
 #include "engine/runtime/executor.h"
 #include "engine/runtime/host_arena.h"
 #include "engine/runtime/memory_planner.h"
+#include "engine/runtime/nvme_store.h"
 #include "engine/runtime/optimizer_stage.h"
 #include "engine/trainer/optimizer_state_io.h"
 
@@ -79,12 +80,28 @@ struct Trainer::Impl {
   std::vector<HostUnit> host;
   std::unique_ptr<CpuAdamW> adam;  // optimizer threads
   std::unique_ptr<CpuAdamW> io;    // staging / drain conversions
+  // NVMe tier for the AdamW moments of `nvme_units` (null without engine.nvme_dir); outlives
+  // the optimizer stage that uses it.
+  std::unique_ptr<NvmeStore> nvme;
+  std::vector<bool> nvme_units;
+  int64_t nvme_reported = 0;  // NVMe bytes already counted in a StepStats
   std::unique_ptr<OptimizerStage> optimizer;
   std::unique_ptr<Executor> executor;
   int64_t step = 0;
   // Set when a streamed update was applied to part of the model and the step then failed:
   // the weights no longer match any step, so only loading a checkpoint clears it.
   std::string invalid_state;
+
+  // A failed NVMe read/write left a unit un-updated: the state is invalid from then on.
+  absl::Status CheckNvme() {
+    const absl::Status st = optimizer->status();
+    if (st.ok()) return st;
+    if (invalid_state.empty()) {
+      invalid_state = "the NVMe tier (engine.nvme_dir) failed during the AdamW update of step " +
+                      std::to_string(step) + ", which was left incomplete: " + std::string(st.message());
+    }
+    return absl::Status(st.code(), invalid_state);
+  }
 
   // bf16 mirrors := bf16(master), e.g. after loading weights or optimizer state.
   void RefreshMirrors() {
@@ -101,11 +118,6 @@ struct Trainer::Impl {
 };
 
 absl::Status Trainer::Impl::LoadAndPlan() {
-  if (!spec.engine.nvme_dir.empty()) {  // accepted by job.yaml, but no NVMe tier exists yet
-    return absl::InvalidArgumentError(
-        "engine.nvme_dir: the NVMe optimizer-state tier is not implemented yet; remove the key "
-        "(optimizer state stays in host RAM)");
-  }
   SFD_ASSIGN_OR_RETURN(config, LoadModelConfig(spec.model_dir));
   layout = std::make_unique<ModelLayout>(config);
   info = {config.architecture, layout->TotalParams(), layout->MatmulParams(),
@@ -123,6 +135,9 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   pin.device_free = backend->Memory().free;
   pin.host_available = HostMemAvailable();
   pin.engine = &spec.engine;
+  if (!spec.engine.nvme_dir.empty()) {
+    SFD_ASSIGN_OR_RETURN(pin.nvme_available, NvmeDirFreeBytes(spec.engine.nvme_dir));
+  }
   SFD_ASSIGN_OR_RETURN(plan, PlanMemory(pin));
 
   if (!spec.random_init) {
@@ -159,7 +174,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   const ModelLayout& layout = *m->layout;
 
   const bool bf16 = m->dtype == at::kBFloat16;
-  SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16));
+  SFD_ASSIGN_OR_RETURN(const double nvme_fraction, NvmeFraction(spec.engine));
+  m->nvme_units = NvmeUnits(layout, nvme_fraction, m->plan.device_optimizer_units);
+  if (!m->nvme_units.empty()) {
+    std::vector<int64_t> numels(layout.num_units(), 0);
+    for (int u = 0; u < layout.num_units(); ++u)
+      if (m->nvme_units[u]) numels[u] = layout.layout(u).numel();
+    absl::StatusOr<std::unique_ptr<NvmeStore>> store = NvmeStore::Create(spec.engine.nvme_dir, numels);
+    if (!store.ok()) {
+      return absl::Status(store.status().code(), "engine.nvme_dir: " + std::string(store.status().message()));
+    }
+    m->nvme = std::move(store).value();
+  }
+  SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
+                                                  m->nvme_units));
   // The optimizer gets all cores but two: one issues device work, one runs the stager/drain.
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads > 0 ? spec.engine.cpu_threads
@@ -195,6 +223,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
+  m->optimizer->set_nvme(m->nvme.get());
   return std::unique_ptr<Trainer>(new Trainer(std::move(m)));
 }
 
@@ -205,6 +234,7 @@ int64_t Trainer::step() const { return impl_->step; }
 absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_batches) {
   Impl& m = *impl_;
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
+  SFD_RETURN_IF_ERROR(m.CheckNvme());
   const double t0 = Now();
   StepStats st;
   for (const TokenBatch& b : micro_batches) {
@@ -244,6 +274,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
                       std::string(pass_or.status().message()) + ")";
   }
   SFD_RETURN_IF_ERROR(pass_or.status());
+  SFD_RETURN_IF_ERROR(m.CheckNvme());  // the previous update overlapped this pass
   const PassStats& pass = *pass_or;
 
   // 2. Exact global grad norm and clip coefficient (torch.nn.utils.clip_grad_norm_).
@@ -297,7 +328,14 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.device_reserved = dm.reserved_peak;
   st.peak.pinned = m.backend->pinned_bytes();
   st.peak.host = HostUnitBytes(*m.layout, m.dtype == at::kBFloat16,
-                               m.host[m.layout->layer_unit(0)].grad.defined());
+                               m.host[m.layout->layer_unit(0)].grad.defined(), m.nvme_units);
+  if (m.nvme) {  // the update's I/O runs in the background: bytes moved since the last report
+    st.peak.host += m.nvme->staging_bytes();
+    st.peak.nvme = m.nvme->file_bytes();
+    const int64_t moved = m.nvme->bytes_read() + m.nvme->bytes_written();
+    st.nvme_bytes = moved - m.nvme_reported;
+    m.nvme_reported = moved;
+  }
   st.host_rss = ProcessRss();
   int64_t seq = micro_batches.front().seq;
   st.model_flops = (6.0 * m.info.num_matmul_params + 6.0 * m.info.num_layers * m.info.hidden_size * seq) *
@@ -323,6 +361,7 @@ absl::Status Trainer::SaveModel(const std::string& dir) {
   Impl& m = *impl_;
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   m.optimizer->WaitAll();
+  SFD_RETURN_IF_ERROR(m.CheckNvme());
   SFD_RETURN_IF_ERROR(m.executor->DownloadDeviceState());
   const ModelLayout& layout = *m.layout;
   std::vector<TensorSource> tensors;
@@ -345,14 +384,15 @@ absl::Status Trainer::SaveState(const std::string& dir) {
   Impl& m = *impl_;
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   m.optimizer->WaitAll();
+  SFD_RETURN_IF_ERROR(m.CheckNvme());
   SFD_RETURN_IF_ERROR(m.executor->DownloadDeviceState());
-  return WriteOptimizerState(dir, *m.layout, m.host, m.step);
+  return WriteOptimizerState(dir, *m.layout, m.host, m.step, m.nvme.get());
 }
 
 absl::Status Trainer::LoadState(const std::string& dir) {
   Impl& m = *impl_;
   m.optimizer->WaitAll();
-  SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host));
+  SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host, m.nvme.get()));
   m.step = step;
   m.RefreshMirrors();
   SFD_RETURN_IF_ERROR(m.executor->UploadDeviceState());

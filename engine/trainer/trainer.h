@@ -27,6 +27,7 @@ struct MemoryPlan {
   int64_t layer_chunk_tokens = 0;       // tokens per decoder-layer pass (0 = whole micro-batch)
   int keep_graph_layers = 0;            // layers whose forward graph is kept (no recompute)
   int device_optimizer_units = 0;       // leading units whose AdamW runs on the device
+  int nvme_layers = 0;                  // decoder layers whose AdamW moments live on NVMe
   std::string summary;       // one human-readable paragraph
 };
 

@@ -251,13 +251,7 @@ TEST(TrainerTest, BadInputIsAClearError) {
   EXPECT_FALSE(Trainer::Create(missing).ok());
   TrainerSpec slots = testing::GoldenSpec(f, 7);
   EXPECT_EQ(Trainer::Create(slots).status().code(), absl::StatusCode::kInvalidArgument);
-  // A knob the engine cannot honour is refused by name, never silently ignored.
-  TrainerSpec nvme = testing::GoldenSpec(f, 1);
-  nvme.engine.nvme_dir = ::testing::TempDir();
-  auto refused = Trainer::Plan(nvme);
-  ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(refused.status().message()).find("engine.nvme_dir"), std::string::npos);
-  EXPECT_EQ(Trainer::Create(nvme).status().code(), absl::StatusCode::kInvalidArgument);
+  // Bad engine.nvme_dir / engine.nvme_fraction: trainer_nvme_test.cc.
 }
 
 TEST(TrainerTest, PackedRowsDoNotAttendAcrossDocuments) {
