@@ -159,6 +159,11 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
   SFD_YAML_GET(m, GetString, "compute_dtype", std::string, e, compute_dtype);
   SFD_YAML_GET(m, GetInt, "cpu_threads", int32_t, e, cpu_threads);
   SFD_YAML_GET(m, GetString, "nvme_dir", std::string, e, nvme_dir);
+  if (m.Has("nvme_fraction")) {  // optional: unset means 1 when nvme_dir is set
+    double f = 0;
+    SFD_RETURN_IF_ERROR(m.GetDouble("nvme_fraction", &f));
+    e->set_nvme_fraction(f);
+  }
   SFD_YAML_GET(m, GetInt, "lm_head_chunk_tokens", int64_t, e, lm_head_chunk_tokens);
   return m.RejectUnknownKeys();
 }
@@ -281,6 +286,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   SFD_RETURN_IF_ERROR(OneOf("engine.compute_dtype", e.compute_dtype(), {"", "bf16", "fp16", "fp32"}));
   if (e.cpu_threads() < 0 || e.cpu_threads() > 4096) return Bad("engine.cpu_threads", "must be in [0, 4096]");
   if (e.lm_head_chunk_tokens() < 1) return Bad("engine.lm_head_chunk_tokens", "must be >= 1");
+  if (e.has_nvme_fraction()) {
+    if (!(e.nvme_fraction() >= 0 && e.nvme_fraction() <= 1)) {
+      return Bad("engine.nvme_fraction", absl::StrCat("must be in [0, 1], got ", e.nvme_fraction()));
+    }
+    if (e.nvme_dir().empty()) return Bad("engine.nvme_fraction", "is set but engine.nvme_dir is not");
+  }
   return absl::OkStatus();
 }
 
@@ -389,6 +400,7 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   y << YAML::Key << "compute_dtype" << YAML::Value << e.compute_dtype();
   y << YAML::Key << "cpu_threads" << YAML::Value << e.cpu_threads();
   y << YAML::Key << "nvme_dir" << YAML::Value << e.nvme_dir();
+  if (e.has_nvme_fraction()) y << YAML::Key << "nvme_fraction" << YAML::Value << Num(e.nvme_fraction());
   y << YAML::Key << "lm_head_chunk_tokens" << YAML::Value << e.lm_head_chunk_tokens();
   y << YAML::EndMap;
   y << YAML::EndMap;

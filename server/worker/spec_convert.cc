@@ -81,6 +81,7 @@ absl::StatusOr<JobSpec> ToEngineJobSpec(const v1::JobSpec& s) {
   j.engine.compute_dtype = e.compute_dtype();
   j.engine.cpu_threads = e.cpu_threads();
   j.engine.nvme_dir = e.nvme_dir();
+  if (e.has_nvme_fraction()) j.engine.nvme_fraction = e.nvme_fraction();
   j.engine.lm_head_chunk_tokens = e.lm_head_chunk_tokens();
   return j;
 }

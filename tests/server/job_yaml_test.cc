@@ -90,6 +90,9 @@ TEST(JobYamlTest, RejectsBadInputNamingTheField) {
       {"model: m\ndata: {train: t}\ntraining: {lr_scheduler: step}\n", "training.lr_scheduler"},
       {"model: m\ndata: {train: t}\nengine: {gpu_memory_budget: 12 parsecs}\n", "engine.gpu_memory_budget"},
       {"model: m\ndata: {train: t}\ncheckpoint: {keep_last: 0}\n", "checkpoint.keep_last"},
+      {"model: m\ndata: {train: t}\nengine: {nvme_dir: nv, nvme_fraction: 1.5}\n", "engine.nvme_fraction: must be in [0, 1]"},
+      {"model: m\ndata: {train: t}\nengine: {nvme_fraction: 0.5}\n", "engine.nvme_fraction: is set but engine.nvme_dir is not"},
+      {"model: m\ndata: {train: t}\nengine: {nvme_dir: nv, nvme_fraction: half}\n", "engine.nvme_fraction (line 3)"},
       {"model: m\ndata: {train: t}\ndata2: 1\n", "data2"},
       {"data: {train: t}\n", "model: must be set"},
       {"model: m\n", "data.train: must be set"},
@@ -122,13 +125,22 @@ TEST(JobYamlTest, RejectsOversizedDocument) {
 TEST(JobYamlTest, PrintedSpecParsesBackToTheSameSpec) {
   auto spec = ParseJobYaml(
       "name: 'null'\nmodel: 'true'\ndata: {train: '123', chat_template: 'x: y'}\n"
-      "training: {optimizer: {lr: 0.1, eps: 3.3e-9}, max_grad_norm: -1}\n");
+      "training: {optimizer: {lr: 0.1, eps: 3.3e-9}, max_grad_norm: -1}\n"
+      "engine: {nvme_dir: nv, nvme_fraction: 0.5}\n");
   ASSERT_TRUE(spec.ok()) << spec.status();
   const std::string yaml = JobSpecToYaml(*spec);
   auto again = ParseJobYaml(yaml);
   ASSERT_TRUE(again.ok()) << again.status() << "\n" << yaml;
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*spec, *again)) << yaml;
   EXPECT_TRUE(absl::StrContains(yaml, "lr: 0.1\n")) << yaml;
+  EXPECT_TRUE(again->engine().has_nvme_fraction()) << yaml;
+  EXPECT_DOUBLE_EQ(again->engine().nvme_fraction(), 0.5);
+  // Unset stays unset (the engine then puts every layer's moments on NVMe).
+  auto plain = ParseJobYaml("model: m\ndata: {train: t}\nengine: {nvme_dir: nv}\n");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto plain_again = ParseJobYaml(JobSpecToYaml(*plain));
+  ASSERT_TRUE(plain_again.ok());
+  EXPECT_FALSE(plain_again->engine().has_nvme_fraction());
 }
 
 class JobPathsTest : public ::testing::Test {

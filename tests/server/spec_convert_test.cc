@@ -23,7 +23,7 @@ eval: {every_steps: 6, max_batches: 2}
 checkpoint: {every_steps: 7, keep_last: 3, on_cancel: false}
 engine: {device: cpu, cuda_device: 1, gpu_memory_budget: 1000, window_slots: 3,
          activation_offload: host, compute_dtype: fp32, cpu_threads: 2, nvme_dir: /nv,
-         lm_head_chunk_tokens: 128}
+         nvme_fraction: 0.25, lm_head_chunk_tokens: 128}
 )");
   ASSERT_TRUE(spec.ok()) << spec.status();
   auto j = ToEngineJobSpec(*spec);
@@ -67,6 +67,8 @@ engine: {device: cpu, cuda_device: 1, gpu_memory_budget: 1000, window_slots: 3,
   EXPECT_EQ(j->engine.compute_dtype, "fp32");
   EXPECT_EQ(j->engine.cpu_threads, 2);
   EXPECT_EQ(j->engine.nvme_dir, "/nv");
+  ASSERT_TRUE(j->engine.nvme_fraction.has_value());
+  EXPECT_DOUBLE_EQ(*j->engine.nvme_fraction, 0.25);
   EXPECT_EQ(j->engine.lm_head_chunk_tokens, 128);
 }
 
