@@ -7,6 +7,7 @@
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--slots K] [--budget-gib X] [--timing-warmup N]
 //             [--activations auto|device|host] [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--trace FILE --trace-step N]   (sfd_bench_trace only: Kineto trace of step N)
 //             [--stream-passes N]   after training: N forward-only passes of the first batch,
 //                                   printing STREAM with the weight bytes streamed H2D per second
@@ -134,6 +135,8 @@ int Run(const Args& a) {
   spec.engine.activations = act == "host" ? ActivationPlacement::kHost
                             : act == "device" ? ActivationPlacement::kDevice
                                               : ActivationPlacement::kAuto;
+  spec.engine.nvme_dir = a.Get("nvme-dir", "");
+  if (a.Has("nvme-fraction")) spec.engine.nvme_fraction = std::stod(a.Get("nvme-fraction"));
   if (!a.Has("batches")) {
     spec.engine.max_tokens_per_micro_batch = std::stoll(a.Get("rows", "8")) * std::stoll(a.Get("seq", "1024"));
   }
