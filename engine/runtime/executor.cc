@@ -1,5 +1,6 @@
 #include "engine/runtime/executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -313,6 +314,52 @@ void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
   if (stream_update_) AnnounceGrad(unit);
 }
 
+void Executor::CastD2H(const at::Tensor& src, const at::Tensor& dst) {
+  // Mid-pass, so the bf16 copy is made a slice at a time: the device never holds more than a
+  // few slices beyond the memory plan.
+  constexpr int64_t kSlice = int64_t{1} << 25;
+  for (int64_t off = 0; off < src.numel(); off += kSlice) {
+    const int64_t n = std::min(kSlice, src.numel() - off);
+    at::Tensor bf = src.narrow(0, off, n).to(options_.compute_dtype);
+    std::unique_ptr<Event> ready = backend_->NewEvent();
+    ready->Record(StreamId::kCompute);
+    backend_->StreamWait(StreamId::kD2H, *ready);
+    backend_->Copy(dst.narrow(0, off, n), bf, StreamId::kD2H);
+    backend_->RecordStream(bf, StreamId::kD2H);
+  }
+}
+
+void Executor::EmbeddingPartialD2H(const TokenBatch& batch) {
+  held_rows_.assign(batch.input_ids.begin(), batch.input_ids.end());
+  std::sort(held_rows_.begin(), held_rows_.end());
+  held_rows_.erase(std::unique(held_rows_.begin(), held_rows_.end()), held_rows_.end());
+  const int64_t d = config_.hidden_size, vd = config_.vocab_size * d;
+  CastD2H(embed_grad_.narrow(0, 0, vd), (*host_)[ModelLayout::kEmbeddingUnit].mirror.narrow(0, 0, vd));
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_partial(ModelLayout::kEmbeddingUnit, std::move(landed), held_rows_, d);
+}
+
+absl::Status Executor::EmbeddingRowsD2H() {
+  const int64_t d = config_.hidden_size, n = static_cast<int64_t>(held_rows_.size());
+  if (!held_rows_pinned_.defined() || held_rows_pinned_.numel() < n * d) {
+    SFD_ASSIGN_OR_RETURN(held_rows_pinned_, backend_->AllocPinned(n * d, options_.compute_dtype));
+  }
+  at::Tensor idx = at::from_blob(held_rows_.data(), {n}, at::kInt).to(backend_->device()).to(at::kLong);
+  at::Tensor rows = embed_grad_.narrow(0, 0, config_.vocab_size * d).view({config_.vocab_size, d})
+                        .index_select(0, idx).to(options_.compute_dtype);
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->Copy(held_rows_pinned_.narrow(0, 0, n * d), rows.view({-1}), StreamId::kD2H);
+  backend_->RecordStream(rows, StreamId::kD2H);
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_rows(ModelLayout::kEmbeddingUnit, std::move(landed),
+                     reinterpret_cast<const uint16_t*>(held_rows_pinned_.data_ptr()));
+  return absl::OkStatus();
+}
+
 void Executor::AnnounceGrad(int unit) {
   std::shared_ptr<Event> landed(backend_->NewEvent().release());
   landed->Record(StreamId::kD2H);
@@ -536,6 +583,16 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           at::Tensor norm_grad = view(head_grad_, head_layout.Find("norm.weight"));
           HeadOutputs out = HeadForwardBackward(in, hidden, grad_scale, lm_grad, norm_grad);
           ce_total += out.ce_sum;
+          // Streamed update: every embedding row but the batch's tokens is final now (tied:
+          // the LM-head part; untied: zero), so its update can start during the backward.
+          const bool split_embedding = stream_update_ && options_.grad_partial &&
+                                       !OnDevice(ModelLayout::kEmbeddingUnit);
+          if (split_embedding) EmbeddingPartialD2H(batches[current_mb]);
+          if (stream_update_ && !OnDevice(head)) {  // the head's gradient is complete too
+            CastD2H(head_grad_, (*host_)[head].mirror);
+            stats.d2h_bytes += (*host_)[head].mirror.nbytes();
+            AnnounceGrad(head);
+          }
           dx = out.dhidden.view({mb.rows, mb.seq, d});
           prefetch(layout_.num_layers() - 1);
           if (options_.profile) backend_->Synchronize();
@@ -610,10 +667,20 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       if (!failure_.ok()) return;
     }
     if (train && direct) {  // embedding/head grads: bf16 into their mirrors, like the layers
-      grad_sumsq_ += embed_grad_.square().sum() + head_grad_.square().sum();
+      grad_sumsq_ += at::linalg_vector_norm(embed_grad_, 2, c10::nullopt, false, at::kFloat).square() +
+                     at::linalg_vector_norm(head_grad_, 2, c10::nullopt, false, at::kFloat).square();
       std::unique_ptr<Event> ready = backend_->NewEvent();
       for (int unit : {static_cast<int>(ModelLayout::kEmbeddingUnit), head}) {
         if (OnDevice(unit)) continue;
+        if (unit == head && stream_update_) continue;  // sent right after the head's backward
+        if (unit == ModelLayout::kEmbeddingUnit && stream_update_ && options_.grad_partial) {
+          absl::Status st = EmbeddingRowsD2H();  // the rest went right after the head
+          if (!st.ok()) {
+            Fail(st);
+            return;
+          }
+          continue;
+        }
         at::Tensor bf = (unit == head ? head_grad_ : embed_grad_).to(options_.compute_dtype);
         ready->Record(StreamId::kCompute);
         backend_->StreamWait(StreamId::kD2H, *ready);

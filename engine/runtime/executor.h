@@ -69,6 +69,12 @@ struct ExecutorOptions {
   // Streaming update (Train with stream_update): unit's bf16 gradient is in its mirror once
   // `landed` completes (the optimizer stage may update it then).
   std::function<void(int unit, std::shared_ptr<Event> landed)> grad_landed;
+  // Streaming update, embedding only: its gradient is final right after the LM head's backward
+  // except for the rows of the batch's tokens (held_rows); those rows follow at the end of the
+  // backward as bf16 [held_rows, d] in `staged` (see OptimizerStage::MarkPartial / MarkRows).
+  std::function<void(int unit, std::shared_ptr<Event> landed, std::vector<int32_t> held_rows,
+                     int64_t row_elems)> grad_partial;
+  std::function<void(int unit, std::shared_ptr<Event> landed, const uint16_t* staged)> grad_rows;
 };
 
 struct PassStats {
@@ -139,6 +145,15 @@ class Executor {
                                 double grad_scale, int64_t version, bool direct, at::Tensor* logits);
   // Records an event on the D2H stream and hands it to options_.grad_landed (streaming pass).
   void AnnounceGrad(int unit);
+  // Streaming pass, after the LM head's backward: the embedding's gradient except the batch's
+  // token rows goes D2H into its mirror now; EmbeddingRowsD2H sends those rows at the end.
+  void EmbeddingPartialD2H(const TokenBatch& batch);
+  // src (fp32, device, flat) -> dst (compute dtype, pinned, flat) on the D2H stream, cast in
+  // slices after the compute stream's current work.
+  void CastD2H(const at::Tensor& src, const at::Tensor& dst);
+  absl::Status EmbeddingRowsD2H();
+  std::vector<int32_t> held_rows_;  // sorted unique token ids of the streamed pass's batch
+  at::Tensor held_rows_pinned_;     // bf16 [held rows * d] pinned: their final gradients
   bool stream_update_ = false;  // the current pass streams its gradients to the optimizer
   absl::Status Validate(const TokenBatch& batch) const;
   absl::StatusOr<MicroBatch> Upload(const TokenBatch& batch);

@@ -1,6 +1,8 @@
 #include "engine/runtime/optimizer_stage.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
@@ -9,7 +11,7 @@ namespace sfd {
 
 OptimizerStage::OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam)
     : host_(host), adam_(adam), version_(host->size(), 0), ready_(host->size(), false),
-      skip_(host->size(), false), landed_(host->size()) {
+      skip_(host->size(), false), landed_(host->size()), split_(host->size()) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -34,6 +36,7 @@ void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool
     ready_[u] = !streaming || static_cast<int>(u) < device_units_;
     skip_[u] = false;
     landed_[u].reset();
+    split_[u] = RowSplit();
   }
   announced_.clear();
   pending_ = true;
@@ -75,11 +78,42 @@ void OptimizerStage::MarkReady(int unit, std::shared_ptr<Event> landed) {
   cv_.notify_all();
 }
 
+void OptimizerStage::MarkPartial(int unit, std::shared_ptr<Event> landed,
+                                 std::vector<int32_t> held_rows, int64_t row_elems) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!StreamingLocked(lock)) return;
+    RowSplit& r = split_[unit];
+    r.held_rows = std::move(held_rows);
+    r.row_elems = row_elems;
+    r.landed = std::move(landed);
+    r.announced = true;
+    announced_.push_back(unit);
+  }
+  cv_.notify_all();
+}
+
+void OptimizerStage::MarkRows(int unit, std::shared_ptr<Event> landed, const uint16_t* staged) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!StreamingLocked(lock)) return;
+    SFD_CHECK(split_[unit].announced) << "MarkRows without MarkPartial, unit " << unit;
+    split_[unit].staged = staged;
+    landed_[unit] = std::move(landed);
+    ready_[unit] = true;
+    announced_.push_back(unit);
+  }
+  cv_.notify_all();
+}
+
 void OptimizerStage::FinishStreaming() {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (!StreamingLocked(lock)) return;
-    for (size_t u = 0; u < ready_.size(); ++u) ready_[u] = true;
+    for (size_t u = 0; u < ready_.size(); ++u) {
+      SFD_CHECK(!split_[u].announced || split_[u].staged != nullptr) << "unit " << u << " rows never staged";
+      ready_[u] = true;
+    }
   }
   cv_.notify_all();
 }
@@ -91,6 +125,7 @@ void OptimizerStage::AbortStreaming() {
     for (size_t u = 0; u < ready_.size(); ++u) {
       if (!ready_[u]) skip_[u] = true;
       ready_[u] = true;
+      split_[u].done = split_[u].done || !split_[u].announced || skip_[u];
     }
   }
   cv_.notify_all();
@@ -174,6 +209,85 @@ absl::Status OptimizerStage::status() {
   return error_;
 }
 
+bool OptimizerStage::PickLocked(int64_t step, int* unit, bool* partial) {
+  const int n = static_cast<int>(version_.size());
+  // A row-split unit's partial update comes before its held rows; the held rows wait for it.
+  auto partial_pending = [&](int i) { return split_[i].announced && !split_[i].done; };
+  auto full_pending = [&](int i) { return ready_[i] && version_[i] < step && !partial_pending(i); };
+  for (int i = 0; i < n; ++i) {
+    if (partial_pending(i) && HasLanded(split_[i].landed)) {
+      *unit = i, *partial = true;
+      return true;
+    }
+    if (full_pending(i) && HasLanded(landed_[i])) {
+      *unit = i, *partial = false;
+      return true;
+    }
+  }
+  for (int i : announced_) {  // nothing has landed: wait on the first announced
+    if (partial_pending(i)) {
+      *unit = i, *partial = true;
+      return true;
+    }
+    if (full_pending(i)) {
+      *unit = i, *partial = false;
+      return true;
+    }
+  }
+  for (int i = 0; i < n; ++i) {  // ready without an announcement (Launch / FinishStreaming)
+    if (full_pending(i)) {
+      *unit = i, *partial = false;
+      return true;
+    }
+  }
+  return false;
+}
+
+void OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
+  HostUnit& h = (*host_)[u];
+  const RowSplit& r = split_[u];
+  SFD_CHECK(nvme_ == nullptr || !nvme_->on_nvme(u)) << "row-split unit " << u << " on NVMe";
+  const int64_t rows = h.numel() / r.row_elems;
+  // Row ranges between the held rows, cut into pieces of about one AdamW chunk.
+  std::vector<std::pair<int64_t, int64_t>> pieces;  // element offset, count
+  const int64_t piece = std::max<int64_t>(r.row_elems, adam_->chunk_elems() / r.row_elems * r.row_elems);
+  int64_t begin = 0;
+  auto add_range = [&](int64_t row_begin, int64_t row_end) {
+    for (int64_t off = row_begin * r.row_elems; off < row_end * r.row_elems; off += piece)
+      pieces.push_back({off, std::min(piece, row_end * r.row_elems - off)});
+  };
+  for (int32_t held : r.held_rows) {
+    if (held > begin) add_range(begin, held);
+    begin = held + 1;
+  }
+  if (begin < rows) add_range(begin, rows);
+  float* master = h.master.data_ptr<float>();
+  float* m = h.m.data_ptr<float>();
+  float* v = h.v.data_ptr<float>();
+  auto* mirror = reinterpret_cast<uint16_t*>(h.mirror.data_ptr());
+  const SimdLevel level = adam_->level();
+  adam_->pool()->ParallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t i) {
+    const int64_t off = pieces[i].first, cnt = pieces[i].second;
+    AdamWKernelBf16Grad(level, hp, master + off, m + off, v + off, mirror + off, mirror + off, cnt);
+  });
+}
+
+void OptimizerStage::UpdateHeldRows(int u, const AdamWStep& hp) {
+  HostUnit& h = (*host_)[u];
+  const RowSplit& r = split_[u];
+  float* master = h.master.data_ptr<float>();
+  float* m = h.m.data_ptr<float>();
+  float* v = h.v.data_ptr<float>();
+  auto* mirror = reinterpret_cast<uint16_t*>(h.mirror.data_ptr());
+  const SimdLevel level = adam_->level();
+  const int64_t d = r.row_elems;
+  adam_->pool()->ParallelFor(static_cast<int64_t>(r.held_rows.size()), [&](int64_t i) {
+    const int64_t off = static_cast<int64_t>(r.held_rows[i]) * d;
+    std::memcpy(mirror + off, r.staged + i * d, d * sizeof(uint16_t));
+    AdamWKernelBf16Grad(level, hp, master + off, m + off, v + off, mirror + off, mirror + off, d);
+  });
+}
+
 bool OptimizerStage::HasLanded(const std::shared_ptr<Event>& e) {
   if (e == nullptr) return true;
   bool done = true;  // a device fault counts as landed: the wait then fails and skips the unit
@@ -194,27 +308,16 @@ void OptimizerStage::Loop() {
       in_mirror = grads_in_mirror_;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    for (int done = 0; done < n; ++done) {
-      // The lowest forward index whose gradient has landed (in Launch mode every unit has, so
-      // this is plain forward order). If no announced gradient has landed yet, the one
-      // announced first — the device finishes them in announcement order — so the stage never
-      // waits on a late unit while earlier ones are ready.
+    int done = 0;
+    while (done < n) {
       int u = -1;
+      bool partial = false;
       std::shared_ptr<Event> landed;
       bool skip;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] {
-          for (int i = 0; i < n; ++i)
-            if (ready_[i] && version_[i] < hp.step) return true;
-          return false;
-        });
-        for (int i = 0; i < n && u < 0; ++i)
-          if (ready_[i] && version_[i] < hp.step && HasLanded(landed_[i])) u = i;
-        for (size_t k = 0; k < announced_.size() && u < 0; ++k)
-          if (version_[announced_[k]] < hp.step) u = announced_[k];
-        SFD_CHECK(u >= 0) << "no unit to update";
-        landed = std::move(landed_[u]);
+        cv_.wait(lock, [&] { return PickLocked(hp.step, &u, &partial); });
+        landed = partial ? split_[u].landed : std::move(landed_[u]);
         skip = skip_[u];
       }
       if (u >= device_units_ && !skip) {  // units below device_units_ were updated on the device
@@ -223,11 +326,24 @@ void OptimizerStage::Loop() {
         const absl::Status landed_ok =
             landed ? compat::CatchTorch("waiting for a gradient copy", [&] { landed->Synchronize(); })
                    : absl::OkStatus();
-        if (landed_ok.ok()) UpdateUnit(u, hp, in_mirror);
+        if (landed_ok.ok()) {
+          if (partial) {
+            UpdateAllRowsBut(u, hp);
+          } else if (split_[u].announced) {
+            UpdateHeldRows(u, hp);
+          } else {
+            UpdateUnit(u, hp, in_mirror);
+          }
+        }
       }
       {
         std::lock_guard<std::mutex> lock(mu_);
-        version_[u] = hp.step;
+        if (partial) {
+          split_[u].done = true;
+        } else {
+          version_[u] = hp.step;
+          ++done;
+        }
       }
       cv_.notify_all();
     }

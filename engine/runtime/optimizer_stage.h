@@ -51,6 +51,15 @@ class OptimizerStage {
   // announced yet as ready (call it once all device work of the pass has finished).
   void BeginStreaming(const AdamWStep& hp);
   void MarkReady(int unit, std::shared_ptr<Event> landed);
+  // Row-split form for a [rows, row_elems] unit (the embedding), whose gradient is final early
+  // except for a few rows (the batch's tokens, whose lookup gradient comes at the very end of
+  // the backward). MarkPartial: the mirror holds the final gradient of every row but
+  // `held_rows` (sorted, unique) — those rows are updated first. MarkRows: the held rows' final
+  // gradients are in `staged` (bf16 [held_rows, row_elems], valid once `landed` completes); the
+  // stage copies them into the mirror, updates them and the unit is done.
+  void MarkPartial(int unit, std::shared_ptr<Event> landed, std::vector<int32_t> held_rows,
+                   int64_t row_elems);
+  void MarkRows(int unit, std::shared_ptr<Event> landed, const uint16_t* staged);
   void FinishStreaming();
   // Ends a streaming step whose pass failed: units not announced yet are not updated (their
   // version still advances, so the stage stays consistent; the caller restores their mirrors
@@ -74,6 +83,12 @@ class OptimizerStage {
  private:
   void Loop();
   void UpdateUnit(int unit, const AdamWStep& hp, bool in_mirror);
+  // Row-split updates (MarkPartial / MarkRows); grads in the mirror.
+  void UpdateAllRowsBut(int unit, const AdamWStep& hp);
+  void UpdateHeldRows(int unit, const AdamWStep& hp);
+  // Picks the next piece of work under mu_: the lowest-index landed item, else the first
+  // announced; returns false if nothing is pending. `partial` says which form it is.
+  bool PickLocked(int64_t step, int* unit, bool* partial);
   // NVMe unit expected to be updated next after `current` in step `step` (-1: none).
   int PredictNextNvmeLocked(int current, int64_t step) const;
   // First NVMe unit of the step after `step` (its update order follows this step's mode).
@@ -102,6 +117,15 @@ class OptimizerStage {
   std::vector<bool> skip_;
   std::vector<std::shared_ptr<Event>> landed_;
   std::vector<int> announced_;  // units in MarkReady order (the device's completion order)
+  // Row-split units (streaming only).
+  struct RowSplit {
+    std::vector<int32_t> held_rows;
+    int64_t row_elems = 0;
+    std::shared_ptr<Event> landed;  // of the partial gradient
+    bool announced = false, done = false;
+    const uint16_t* staged = nullptr;
+  };
+  std::vector<RowSplit> split_;
   int device_units_ = 0;
   NvmeStore* nvme_ = nullptr;
   absl::Status error_;  // first NVMe failure

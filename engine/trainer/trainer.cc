@@ -220,6 +220,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };
   eo.grad_landed = [stage](int u, std::shared_ptr<Event> e) { stage->MarkReady(u, std::move(e)); };
+  eo.grad_partial = [stage](int u, std::shared_ptr<Event> e, std::vector<int32_t> rows, int64_t d) {
+    stage->MarkPartial(u, std::move(e), std::move(rows), d);
+  };
+  eo.grad_rows = [stage](int u, std::shared_ptr<Event> e, const uint16_t* staged) {
+    stage->MarkRows(u, std::move(e), staged);
+  };
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
