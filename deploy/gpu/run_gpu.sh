@@ -9,6 +9,8 @@
 #         "shape:batch:seq:budgetGiB[:max_grad_norm]" ..., max_grad_norm 0 = no clipping, which
 #         streams the update during the backward; default 1.0)
 # trace : Kineto trace of one step (SFD_TRACE_RUN, same format) -> trace summary table
+# nvme  : bench/nvme/nvme_bench (raw O_DIRECT io_uring rate vs NvmeStore) on /tmp, then sfd_bench
+#         with the AdamW moments on NVMe (SFD_NVME_RUN="shape:batch:seq:budget:clip:fraction")
 # stream: weight-streaming rate (SFD_STREAM_RUN="shape:batch:seq:budget"): forward-only passes
 #         vs pinned H2D bandwidth measured by torch in the same run
 # peers : PyTorch AMP all-GPU and FSDP2 CPU-offload on the same shapes (same run)
@@ -24,7 +26,7 @@ log() { echo "== $(date +%T) $*"; }
 if [[ $stages == *" build "* ]]; then
   log build
   cmake -S . -B $BUILD $SFD_GPU_CMAKE_ARGS > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_model_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam layer_bench > "$OUT/build.log" 2>&1 \
+  ninja -C $BUILD -j16 sfd_engine ${SFD_BUILD_TARGETS:-} engine_trainer_tests engine_model_tests engine_optim_tests engine_io_tests sfd_bench bench_cpu_adam layer_bench nvme_bench engine_runtime_tests > "$OUT/build.log" 2>&1 \
     || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
   ninja -C $BUILD -j16 sfd_bench_trace > "$OUT/build-trace.log" 2>&1 || { echo "sfd_bench_trace did not build (tracing off):"; grep -E "error" "$OUT/build-trace.log" | head -5; }
   log build ok
@@ -56,6 +58,7 @@ if [[ $stages == *" bench "* ]]; then
   python3 - <<'PY'
 import json, os
 shapes = {
+ "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
  "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
  "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
 }
@@ -85,6 +88,17 @@ if [[ $stages == *" trace "* && -x $BUILD/bench/engine/sfd_bench_trace ]]; then
     > "$OUT/trace-run.log" 2>&1
   echo "rc=$?"; grep -E "STEP|error|trace" "$OUT/trace-run.log" | tail -4
   python3 bench/engine/trace_summary.py /tmp/sfd-trace.json > "$OUT/trace-summary.md" 2>&1; head -45 "$OUT/trace-summary.md"
+fi
+if [[ $stages == *" nvme "* ]]; then
+  log nvme
+  $BUILD/bench/nvme/nvme_bench --dir /tmp --gib 4 --unit-numel 33554432 --units 8 --steps 3 > "$OUT/nvme_bench.log" 2>&1
+  echo "rc=$?"; cat "$OUT/nvme_bench.log" | tail -6
+  IFS=: read -r shape bs seq budget clip frac <<< "${SFD_NVME_RUN:-llama-1b:8:1024:8:0:1}"
+  mkdir -p /tmp/sfd-nvme
+  $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps 4 --timing-warmup 1 \
+    --device cuda --budget-gib $budget --max-grad-norm $clip --nvme-dir /tmp/sfd-nvme --nvme-fraction $frac \
+    --label "$shape-b$budget-c$clip-nvme$frac" > "$OUT/sfd-nvme-$shape-$bs.log" 2>&1
+  echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-nvme-$shape-$bs.log" | tail -4
 fi
 if [[ $stages == *" stream "* ]]; then
   IFS=: read -r shape bs seq budget <<< "${SFD_STREAM_RUN:-llama-8b:1:128:12}"
