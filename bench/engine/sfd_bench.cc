@@ -5,7 +5,7 @@
 //   sfd_bench --model DIR [--random-init] (--batches FILE | --rows R --seq S --steps N)
 //             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
-//             [--dtype bf16|fp32] [--slots K] [--budget-gib X] [--timing-warmup N]
+//             [--dtype bf16|fp32] [--cpu-threads N] [--slots K] [--budget-gib X] [--timing-warmup N]
 //             [--activations auto|device|host] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--trace FILE --trace-step N]   (sfd_bench_trace only: Kineto trace of step N)
@@ -128,6 +128,7 @@ int Run(const Args& a) {
   const std::string dev = a.Get("device", "auto");
   spec.engine.device = dev == "cpu" ? DeviceKind::kCpu : dev == "cuda" ? DeviceKind::kCuda : DeviceKind::kAuto;
   spec.engine.compute_dtype = a.Get("dtype", "");
+  spec.engine.cpu_threads = std::stoi(a.Get("cpu-threads", "0"));
   spec.engine.window_slots = std::stoi(a.Get("slots", "0"));
   spec.engine.device_memory_budget = static_cast<int64_t>(std::stod(a.Get("budget-gib", "0")) * (1 << 30));
   spec.engine.lm_head_chunk_tokens = std::stoll(a.Get("head-chunk", "4096"));

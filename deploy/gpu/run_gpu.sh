@@ -75,7 +75,7 @@ PY
     clip=${clip:-1.0}
     log "sfd $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=$clip"
     $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps ${SFD_BENCH_STEPS:-7} \
-      --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm $clip --label "$shape-b$budget-c$clip${SFD_BENCH_TAG:-}" \
+      --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm $clip ${SFD_BENCH_FLAGS:-} --label "$shape-b$budget-c$clip${SFD_BENCH_TAG:-}" \
       > "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip${SFD_BENCH_TAG:-}.log" 2>&1
     echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip${SFD_BENCH_TAG:-}.log" | tail -${SFD_BENCH_TAIL:-12}
   done

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/common/status.h"
@@ -12,6 +13,10 @@ namespace sfd {
 OptimizerStage::OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam)
     : host_(host), adam_(adam), version_(host->size(), 0), ready_(host->size(), false),
       skip_(host->size(), false), landed_(host->size()), split_(host->size()) {
+  if (const char* path = std::getenv("SFD_STAGE_TRACE")) {
+    trace_ = std::fopen(path, "a");
+    if (trace_ != nullptr) std::fprintf(trace_, "step,unit,kind,picked_ms,landed_ms,done_ms\n");
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -24,6 +29,7 @@ OptimizerStage::~OptimizerStage() {
   }
   cv_.notify_all();
   thread_.join();
+  if (trace_ != nullptr) std::fclose(trace_);
 }
 
 void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool streaming) {
@@ -45,6 +51,7 @@ void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool
 void OptimizerStage::Launch(const AdamWStep& hp, bool grads_in_mirror) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    step_start_ = std::chrono::steady_clock::now();
     StartLocked(hp, grads_in_mirror, /*streaming=*/false);
   }
   cv_.notify_all();
@@ -53,6 +60,7 @@ void OptimizerStage::Launch(const AdamWStep& hp, bool grads_in_mirror) {
 void OptimizerStage::BeginStreaming(const AdamWStep& hp) {
   std::lock_guard<std::mutex> lock(mu_);
   SFD_CHECK(!armed_) << "streaming step armed twice";
+  step_start_ = std::chrono::steady_clock::now();
   armed_ = true;
   armed_hp_ = hp;
 }
@@ -320,12 +328,15 @@ void OptimizerStage::Loop() {
         landed = partial ? split_[u].landed : std::move(landed_[u]);
         skip = skip_[u];
       }
+      const auto t_pick = std::chrono::steady_clock::now();
+      auto t_landed = t_pick;
       if (u >= device_units_ && !skip) {  // units below device_units_ were updated on the device
         // A device fault fails the pass itself (the trainer reports it); here it only means
         // the gradient never landed, so the unit is left alone.
         const absl::Status landed_ok =
             landed ? compat::CatchTorch("waiting for a gradient copy", [&] { landed->Synchronize(); })
                    : absl::OkStatus();
+        t_landed = std::chrono::steady_clock::now();
         if (landed_ok.ok()) {
           if (partial) {
             UpdateAllRowsBut(u, hp);
@@ -338,6 +349,14 @@ void OptimizerStage::Loop() {
       }
       {
         std::lock_guard<std::mutex> lock(mu_);
+        if (trace_ != nullptr) {
+          auto ms = [&](std::chrono::steady_clock::time_point t) {
+            return std::chrono::duration<double, std::milli>(t - step_start_).count();
+          };
+          std::fprintf(trace_, "%lld,%d,%s,%.2f,%.2f,%.2f\n", static_cast<long long>(hp.step), u,
+                       partial ? "rows_but_batch" : split_[u].announced ? "batch_rows" : "unit",
+                       ms(t_pick), ms(t_landed), ms(std::chrono::steady_clock::now()));
+        }
         if (partial) {
           split_[u].done = true;
         } else {

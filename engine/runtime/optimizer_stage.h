@@ -17,7 +17,9 @@
 // overlaps the next forward.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -130,6 +132,10 @@ class OptimizerStage {
   NvmeStore* nvme_ = nullptr;
   absl::Status error_;  // first NVMe failure
   double last_seconds_ = 0;
+  // SFD_STAGE_TRACE=FILE: one CSV line per unit update (step, unit, kind, ms from the step's
+  // arming/launch to: picked, gradient landed, done) — how the update overlaps the pass.
+  std::FILE* trace_ = nullptr;
+  std::chrono::steady_clock::time_point step_start_;
   std::thread thread_;
 };
 

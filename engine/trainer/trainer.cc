@@ -156,8 +156,14 @@ absl::StatusOr<MemoryPlan> Trainer::Plan(const TrainerSpec& spec) {
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() {
   if (impl_) {
-    impl_->executor.reset();   // joins its threads first
-    impl_->optimizer.reset();  // finishes an update in flight
+    // The update in flight may read executor buffers (the embedding's staged token rows):
+    // let it finish before the executor goes.
+    if (impl_->optimizer) {
+      impl_->optimizer->FinishStreaming();
+      impl_->optimizer->WaitAll();
+    }
+    impl_->executor.reset();   // joins its threads
+    impl_->optimizer.reset();
   }
 }
 
