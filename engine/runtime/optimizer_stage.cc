@@ -222,6 +222,25 @@ bool OptimizerStage::PickLocked(int64_t step, int* unit, bool* partial) {
   // A row-split unit's partial update comes before its held rows; the held rows wait for it.
   auto partial_pending = [&](int i) { return split_[i].announced && !split_[i].done; };
   auto full_pending = [&](int i) { return ready_[i] && version_[i] < step && !partial_pending(i); };
+  // While the backward is still announcing gradients, the earliest landed goes first (the
+  // device's order: high layers first), so that when the backward ends the backlog is the
+  // lowest units — which then go in forward order, just ahead of the next forward. (Lowest
+  // index first during the backward starved the first-landed high layers until the end and
+  // made the next forward wait for them.)
+  bool all_announced = true;
+  for (int i = 0; i < n && all_announced; ++i) all_announced = ready_[i];
+  if (!all_announced) {
+    for (int i : announced_) {
+      if (partial_pending(i) && HasLanded(split_[i].landed)) {
+        *unit = i, *partial = true;
+        return true;
+      }
+      if (full_pending(i) && HasLanded(landed_[i])) {
+        *unit = i, *partial = false;
+        return true;
+      }
+    }
+  }
   for (int i = 0; i < n; ++i) {
     if (partial_pending(i) && HasLanded(split_[i].landed)) {
       *unit = i, *partial = true;

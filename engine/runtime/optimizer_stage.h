@@ -6,9 +6,10 @@
 //    overlaps the next forward up to layer i.
 //  - BeginStreaming / MarkReady / FinishStreaming (no clipping, max_grad_norm <= 0): before the
 //    backward; each unit is updated as soon as its gradient has landed in its bf16 mirror, so the
-//    update overlaps the backward itself (SlideFormer's schedule). Among ready units the lowest
-//    forward index goes first, because the next forward needs those first. The arithmetic is
-//    the same as Launch with grad_scale 1: the two modes give identical weights.
+//    update overlaps the backward itself (SlideFormer's schedule). While the backward runs,
+//    units go in landing order (last layer first); the backlog left when it ends goes in
+//    forward order, as the next forward needs it. The arithmetic is the same as Launch with
+//    grad_scale 1: the two modes give identical weights.
 // Units whose AdamW moments live on the NVMe tier (set_nvme) are updated in a staging buffer of
 // the NvmeStore: while one is updated, the next NVMe unit in the expected update order is read
 // ahead (lowest ready index, else the first announced, else — streaming — the highest pending
@@ -88,8 +89,9 @@ class OptimizerStage {
   // Row-split updates (MarkPartial / MarkRows); grads in the mirror.
   void UpdateAllRowsBut(int unit, const AdamWStep& hp);
   void UpdateHeldRows(int unit, const AdamWStep& hp);
-  // Picks the next piece of work under mu_: the lowest-index landed item, else the first
-  // announced; returns false if nothing is pending. `partial` says which form it is.
+  // Picks the next piece of work under mu_: while gradients are still being announced the
+  // earliest landed item, once all are the lowest-index landed one; else the first announced
+  // (to wait on). Returns false if nothing is pending. `partial` says which form it is.
   bool PickLocked(int64_t step, int* unit, bool* partial);
   // NVMe unit expected to be updated next after `current` in step `step` (-1: none).
   int PredictNextNvmeLocked(int current, int64_t step) const;
