@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 
+#include "engine/common/remove_tree.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/common/status.h"
@@ -30,7 +31,7 @@ class TempDirGuard {
   ~TempDirGuard() {
     if (!path_.empty()) {
       std::error_code ec;
-      fs::remove_all(path_, ec);
+      (void)::sfd::RemoveTree(path_);
     }
   }
   void Release() { path_.clear(); }
@@ -60,7 +61,7 @@ absl::Status SwapIntoPlace(const std::string& tmp, const std::string& dir) {
   }
   if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) == 0) {
     std::error_code ec;
-    fs::remove_all(tmp, ec);  // the old contents
+    (void)::sfd::RemoveTree(tmp);  // the old contents
     return absl::OkStatus();
   }
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
@@ -77,7 +78,7 @@ absl::Status SwapIntoPlace(const std::string& tmp, const std::string& dir) {
     return ErrnoStatus(absl::StrCat("cannot rename ", tmp, " to ", dir), err);
   }
   std::error_code ec;
-  fs::remove_all(old, ec);
+  (void)::sfd::RemoveTree(old);
   return absl::OkStatus();
 }
 

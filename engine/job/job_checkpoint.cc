@@ -1,3 +1,4 @@
+#include "engine/common/remove_tree.h"
 #include "engine/job/job_checkpoint.h"
 
 #include <fcntl.h>
@@ -59,13 +60,6 @@ absl::Status FsyncTree(const std::string& dir) {
   }
   if (ec) return absl::InternalError(absl::StrCat("cannot list ", dir, ": ", ec.message()));
   return FsyncDir(dir);
-}
-
-absl::Status RemoveTree(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot remove ", path, ": ", ec.message()));
-  return absl::OkStatus();
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // apply_chat_template semantics, tests/oracle/chat_render.mjs): byte-identical text for every
 // conversation of every template fixture, the same raised errors, and — with the real
 // tokenizer — the same token ids.
+#include "engine/common/remove_tree.h"
 #include "engine/data/chat_template.h"
 
 #include <gtest/gtest.h>
@@ -109,7 +110,7 @@ TEST(ChatTemplateBuiltinTest, BuiltinsAreTheFixtureTemplates) {
 
 TEST(ChatTemplateTest, ResolutionOrder) {
   const fs::path dir = fs::path(::testing::TempDir()) / "sfd_chat_template_model";
-  fs::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   fs::create_directories(dir);
   // No template anywhere: a clear error suggesting a known name.
   auto none = ChatTemplate::ForModel(dir.string(), "");

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/remove_tree.h"
 #include "engine/data/pretokenizer.h"
 #include "engine/data/tokenizer.h"
 #include "engine/data/tokenizer_utf8.h"
@@ -295,7 +296,7 @@ TEST(TokenizerTest, ErrorsNameTheProblem) {
   auto sp = Tokenizer::FromModelDir(dir.string());
   EXPECT_FALSE(sp.ok());
   EXPECT_NE(sp.status().message().find("tokenizer.model"), std::string::npos) << sp.status();
-  std::filesystem::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   EXPECT_EQ(Tokenizer::FromTokenizerJson("/nonexistent/tokenizer.json").status().code(),
             absl::StatusCode::kNotFound);
 }

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "engine/common/remove_tree.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -29,7 +30,7 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    (void)::sfd::RemoveTree(path_);
   }
   const std::string& path() const { return path_; }
   std::string Sub(const std::string& name) const { return path_ + "/" + name; }

@@ -1,6 +1,7 @@
 // Checkpoint directory rules without a model: which dirs count as complete checkpoints (by
 // number, not by name order; staging .tmp dirs and dirs without job_state.json never), pruning,
 // stale temp removal, and job_state.json round trip / errors naming the file and field.
+#include "engine/common/remove_tree.h"
 #include "engine/job/job_checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -17,7 +18,7 @@ namespace fs = std::filesystem;
 
 std::string Fresh(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/" + name;
-  fs::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   fs::create_directories(dir);
   return dir;
 }

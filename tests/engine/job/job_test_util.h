@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/remove_tree.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/io/hf_model_dir.h"
@@ -94,7 +95,7 @@ inline std::string LearnableDataset(const std::string& name, int distinct = 6, i
 // A fresh (empty) directory under the test temp dir.
 inline std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/" + name;
-  std::filesystem::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   std::filesystem::create_directories(dir);
   return dir;
 }

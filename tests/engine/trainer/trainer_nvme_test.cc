@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/remove_tree.h"
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
 #include "tests/engine/trainer/golden_fixture.h"
@@ -27,7 +28,7 @@ std::unique_ptr<Trainer> Make(const TrainerSpec& spec) {
 
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/trainer_nvme_" + name;
-  fs::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   return dir;
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/common/remove_tree.h"
 #include "absl/strings/match.h"
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
@@ -19,7 +20,7 @@ namespace fs = std::filesystem;
 // A temp dir holding only `config` as config.json.
 std::string ConfigOnlyDir(const nlohmann::json& config, const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/trainer_plan_" + name;
-  fs::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   fs::create_directories(dir);
   std::ofstream(dir + "/config.json") << config.dump(2);
   return dir;

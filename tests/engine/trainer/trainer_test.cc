@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "engine/common/remove_tree.h"
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
 #include "tests/engine/trainer/golden_fixture.h"
@@ -97,7 +98,7 @@ TEST(TrainerTest, DeviceOptimizerEqualsCpuOptimizer) {
   ExpectSameLosses(f, dev_spec, testing::GoldenSpec(f, 2), 1e-5);
 
   const std::string dir = ::testing::TempDir() + "/device_opt_state";
-  std::filesystem::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   std::vector<double> want = Train(*dev, f, 0, f.steps);  // a third run, uninterrupted
   auto first = Make(dev_spec);
   ASSERT_TRUE(first);
@@ -155,7 +156,7 @@ TEST(TrainerTest, NonFiniteGradientAfterStreamedUpdateNeedsACheckpoint) {
   spec.engine.compute_dtype = "bf16";
   spec.max_grad_norm = 0;
   const std::string dir = ::testing::TempDir() + "/streamed_nan_state";
-  std::filesystem::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   auto t = Make(spec);
   ASSERT_TRUE(t);
   ASSERT_TRUE(t->Step({f.batches[0][0]}).ok());
@@ -195,7 +196,7 @@ TEST(TrainerTest, ResumeReproducesUninterruptedRun) {
   std::vector<double> want = Train(*full, f, 0, f.steps);
 
   const std::string dir = ::testing::TempDir() + "/resume_state";
-  std::filesystem::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   {
     auto first = Make(testing::GoldenSpec(f, 1));
     Train(*first, f, 0, k);
@@ -215,7 +216,7 @@ TEST(TrainerTest, SavedModelReloadsWithSameLogits) {
   ASSERT_TRUE(t);
   Train(*t, f, 0, 3);
   const std::string dir = ::testing::TempDir() + "/saved_model";
-  std::filesystem::remove_all(dir);
+  (void)::sfd::RemoveTree(dir);
   ASSERT_TRUE(t->SaveModel(dir).ok());
   EXPECT_TRUE(std::filesystem::exists(dir + "/config.json"));
   TrainerSpec spec = testing::GoldenSpec(f, 2);
