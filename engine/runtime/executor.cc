@@ -343,7 +343,11 @@ void Executor::EmbeddingPartialD2H(const TokenBatch& batch) {
 absl::Status Executor::EmbeddingRowsD2H() {
   const int64_t d = config_.hidden_size, n = static_cast<int64_t>(held_rows_.size());
   if (!held_rows_pinned_.defined() || held_rows_pinned_.numel() < n * d) {
-    SFD_ASSIGN_OR_RETURN(held_rows_pinned_, backend_->AllocPinned(n * d, options_.compute_dtype));
+    // Sized once for the largest micro-batch the plan allows (a page-locked allocation, and
+    // freeing the old one, would synchronise the device mid-step), or the vocabulary.
+    int64_t rows_cap = std::min<int64_t>(config_.vocab_size, std::max<int64_t>(n, options_.max_tokens_per_micro_batch));
+    held_rows_pinned_ = at::Tensor();
+    SFD_ASSIGN_OR_RETURN(held_rows_pinned_, backend_->AllocPinned(rows_cap * d, options_.compute_dtype));
   }
   at::Tensor idx = at::from_blob(held_rows_.data(), {n}, at::kInt).to(backend_->device()).to(at::kLong);
   at::Tensor rows = embed_grad_.narrow(0, 0, config_.vocab_size * d).view({config_.vocab_size, d})
