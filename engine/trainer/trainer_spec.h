@@ -46,7 +46,7 @@ struct EngineSpec {
   int device_optimizer_units = -1;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
-  int cpu_threads = 0;        // CPU optimizer threads; 0 = hardware concurrency
+  int cpu_threads = 0;        // CPU optimizer threads; 0 = every core with a GPU, all but two on CPU
   // NVMe tier for the AdamW moments (m, v): a directory (created 0700 if missing) on a fast
   // local disk. The run keeps one file per NVMe unit in a private subdirectory, removed at
   // exit; host RAM drops from 14 to 6 bytes/param for those units (fp32 master + bf16 mirror).
