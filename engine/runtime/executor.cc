@@ -591,7 +591,10 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           // the LM-head part; untied: zero), so its update can start during the backward.
           const bool split_embedding = stream_update_ && options_.grad_partial &&
                                        !OnDevice(ModelLayout::kEmbeddingUnit);
-          if (split_embedding) EmbeddingPartialD2H(batches[current_mb]);
+          if (split_embedding) {
+            EmbeddingPartialD2H(batches[current_mb]);
+            stats.d2h_bytes += vocab * d * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
+          }
           if (stream_update_ && !OnDevice(head)) {  // the head's gradient is complete too
             CastD2H(head_grad_, (*host_)[head].mirror);
             stats.d2h_bytes += (*host_)[head].mirror.nbytes();
@@ -679,6 +682,8 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         if (unit == head && stream_update_) continue;  // sent right after the head's backward
         if (unit == ModelLayout::kEmbeddingUnit && stream_update_ && options_.grad_partial) {
           absl::Status st = EmbeddingRowsD2H();  // the rest went right after the head
+          stats.d2h_bytes += static_cast<int64_t>(held_rows_.size()) * d *
+                             static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
           if (!st.ok()) {
             Fail(st);
             return;
