@@ -7,6 +7,8 @@
 //    next update consumes in place; their sum of squares is accumulated on the device.
 //  - accumulate mode: into a pinned ring that the drain thread adds into fp32 host grads.
 // Compute never waits on the host except for loads not yet issued.
+// Definitions: executor.cc (the compute side: Run and the device optimizer), and
+// executor_transfers.cc (stager and drain threads, gradient/activation copies).
 //
 // Device buffers (tier: device, compute dtype unless noted):
 //   slot k: weights [layer numel], grads [layer numel]           (k < num_slots)
@@ -133,6 +135,7 @@ class Executor {
            std::vector<HostUnit>* host, CpuAdamW* io, const ExecutorOptions& options);
   absl::Status Allocate();
 
+  static constexpr int kGradBuffers = 2;  // pinned gradient ring (accumulate mode)
   struct Slot {
     at::Tensor weights, grads;
     std::unique_ptr<Event> released;     // compute finished the occupant's last use

@@ -1,0 +1,258 @@
+// Executor, the threads and copies around the compute stream: the stager thread (H2D weight
+// loads), the drain thread (accumulate-mode gradient ring -> fp32 host grads), gradient D2H
+// (direct mode into the bf16 mirrors, streamed mode announced to the optimizer, including the
+// embedding's two-part transfer) and activation offload/prefetch. The compute side (Run) is in
+// executor.cc; the class is declared in executor.h.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "engine/common/status.h"
+#include "engine/common/torch_compat.h"
+#include "engine/runtime/executor.h"
+
+namespace sfd {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- stager thread
+
+void Executor::StagerLoop() {
+  int seen_pass = 0;
+  while (true) {
+    const Schedule* sched;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || (schedule_ != nullptr && pass_id_ != seen_pass); });
+      if (stop_) return;
+      seen_pass = pass_id_;
+      sched = schedule_;
+      stager_busy_ = true;
+    }
+    for (int l = 0; l < static_cast<int>(sched->loads.size()); ++l) {
+      absl::Status st = compat::CatchTorch("staging weights", [&] { StageLoad(sched->loads[l], l); });
+      if (!st.ok()) {
+        Fail(st);
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        loads_issued_ = l + 1;
+        if (!failure_.ok()) break;
+      }
+      cv_.notify_all();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stager_busy_ = false;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Executor::StageLoad(const SlotLoad& load, int index) {
+  options_.wait_for_update(load.unit, version_);
+  if (load.slot >= 0 && load.after_use >= 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return uses_done_ > load.after_use || !failure_.ok() || stop_; });
+    if (!failure_.ok() || stop_) return;
+    lock.unlock();
+    backend_->StreamWait(StreamId::kH2D, *slots_[load.slot].released);
+  }
+  if (OnDevice(load.unit) && weights_current_[load.unit]) {  // updated in place on the device
+    load_events_[index]->Record(StreamId::kH2D);
+    return;
+  }
+  const HostUnit& h = (*host_)[load.unit];
+  // bf16: the pinned mirror the optimizer wrote; fp32 compute: the master itself.
+  backend_->Copy(DeviceWeights(load.unit, load.slot), h.mirror.defined() ? h.mirror : h.master,
+                 StreamId::kH2D);
+  load_events_[index]->Record(StreamId::kH2D);
+  if (OnDevice(load.unit)) weights_current_[load.unit] = true;
+}
+
+// ---------------------------------------------------------------- drain thread
+
+void Executor::DrainLoop() {
+  while (true) {
+    DrainItem item;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !drain_queue_.empty(); });
+      if (stop_) return;
+      item = drain_queue_.front();
+      drain_queue_.pop_front();
+    }
+    absl::Status st = compat::CatchTorch("accumulating gradients", [&] {
+      grad_pinned_done_[item.buffer]->Synchronize();
+      HostUnit& h = (*host_)[item.unit];
+      const int64_t n = h.numel();
+      float* dst = h.grad.data_ptr<float>();
+      if (options_.compute_dtype == at::kFloat) {
+        const float* src = grad_pinned_[item.buffer].data_ptr<float>();
+        if (item.first) {
+          std::memcpy(dst, src, n * sizeof(float));
+        } else {
+          h.grad.add_(grad_pinned_[item.buffer].narrow(0, 0, n));
+        }
+      } else {
+        const auto* src = reinterpret_cast<const uint16_t*>(grad_pinned_[item.buffer].data_ptr());
+        if (item.first) {
+          io_->Bf16ToFloat(src, dst, n);
+        } else {
+          io_->AddBf16ToFloat(src, dst, n);
+        }
+      }
+    });
+    if (!st.ok()) Fail(st);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      grad_pinned_busy_[item.buffer] = false;
+      --drains_pending_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Executor::EnqueueGradD2H(int unit, int slot, bool first, PassStats* stats) {
+  const at::Tensor& device_grads = slots_[slot].grads;
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  int r = -1;
+  {
+    const double t0 = Now();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] {
+      for (int i = 0; i < kGradBuffers; ++i)
+        if (!grad_pinned_busy_[i]) return true;
+      return !failure_.ok();
+    });
+    if (!failure_.ok()) return;
+    for (int i = 0; i < kGradBuffers && r < 0; ++i)
+      if (!grad_pinned_busy_[i]) r = i;
+    grad_pinned_busy_[r] = true;
+    stats->stall_drain_seconds += Now() - t0;
+  }
+  backend_->Copy(grad_pinned_[r].narrow(0, 0, device_grads.numel()), device_grads, StreamId::kD2H);
+  grad_pinned_done_[r]->Record(StreamId::kD2H);
+  slots_[slot].grad_copied->Record(StreamId::kD2H);
+  stats->d2h_bytes += device_grads.nbytes();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_queue_.push_back({unit, r, first});
+    ++drains_pending_;
+  }
+  cv_.notify_all();
+}
+
+absl::Status Executor::EnsureActivationBuffers(int64_t elems) {
+  if (!act_pinned_.empty() && act_pinned_[0].numel() >= elems) return absl::OkStatus();
+  act_pinned_.clear();
+  for (int i = 0; i < layout_.num_layers(); ++i) {
+    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(elems, options_.compute_dtype));
+    act_pinned_.push_back(b);
+    if (static_cast<int>(act_d2h_done_.size()) <= i) {
+      act_d2h_done_.push_back(backend_->NewEvent());
+      act_h2d_done_.push_back(backend_->NewEvent());
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Executor::OffloadActivation(int layer, const at::Tensor& x) {
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->StreamWait(StreamId::kD2H, *act_h2d_done_[layer]);  // previous micro-batch's prefetch
+  backend_->Copy(act_pinned_[layer].narrow(0, 0, x.numel()), x.reshape({-1}), StreamId::kD2H);
+  backend_->RecordStream(x, StreamId::kD2H);
+  act_d2h_done_[layer]->Record(StreamId::kD2H);
+}
+
+at::Tensor Executor::PrefetchActivation(int layer, at::IntArrayRef shape) {
+  at::Tensor dev = at::empty(shape, at::TensorOptions().dtype(options_.compute_dtype).device(backend_->device()));
+  std::unique_ptr<Event> allocated = backend_->NewEvent();
+  allocated->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kH2D, *allocated);
+  backend_->StreamWait(StreamId::kH2D, *act_d2h_done_[layer]);
+  backend_->Copy(dev.view({-1}), act_pinned_[layer].narrow(0, 0, dev.numel()), StreamId::kH2D);
+  backend_->RecordStream(dev, StreamId::kH2D);
+  act_h2d_done_[layer]->Record(StreamId::kH2D);
+  return dev;
+}
+
+void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
+  Slot& s = slots_[slot];
+  grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->Copy((*host_)[unit].mirror, s.grads, StreamId::kD2H);
+  s.grad_copied->Record(StreamId::kD2H);
+  stats->d2h_bytes += s.grads.nbytes();
+  if (stream_update_) AnnounceGrad(unit);
+}
+
+void Executor::CastD2H(const at::Tensor& src, const at::Tensor& dst) {
+  // Mid-pass, so the bf16 copy is made a slice at a time: the device never holds more than a
+  // few slices beyond the memory plan.
+  constexpr int64_t kSlice = int64_t{1} << 25;
+  for (int64_t off = 0; off < src.numel(); off += kSlice) {
+    const int64_t n = std::min(kSlice, src.numel() - off);
+    at::Tensor bf = src.narrow(0, off, n).to(options_.compute_dtype);
+    std::unique_ptr<Event> ready = backend_->NewEvent();
+    ready->Record(StreamId::kCompute);
+    backend_->StreamWait(StreamId::kD2H, *ready);
+    backend_->Copy(dst.narrow(0, off, n), bf, StreamId::kD2H);
+    backend_->RecordStream(bf, StreamId::kD2H);
+  }
+}
+
+void Executor::EmbeddingPartialD2H(const TokenBatch& batch) {
+  held_rows_.assign(batch.input_ids.begin(), batch.input_ids.end());
+  std::sort(held_rows_.begin(), held_rows_.end());
+  held_rows_.erase(std::unique(held_rows_.begin(), held_rows_.end()), held_rows_.end());
+  const int64_t d = config_.hidden_size, vd = config_.vocab_size * d;
+  CastD2H(embed_grad_.narrow(0, 0, vd), (*host_)[ModelLayout::kEmbeddingUnit].mirror.narrow(0, 0, vd));
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_partial(ModelLayout::kEmbeddingUnit, std::move(landed), held_rows_, d);
+}
+
+absl::Status Executor::EmbeddingRowsD2H() {
+  const int64_t d = config_.hidden_size, n = static_cast<int64_t>(held_rows_.size());
+  if (!held_rows_pinned_.defined() || held_rows_pinned_.numel() < n * d) {
+    // Sized once for the largest micro-batch the plan allows (a page-locked allocation, and
+    // freeing the old one, would synchronise the device mid-step), or the vocabulary.
+    int64_t rows_cap = std::min<int64_t>(config_.vocab_size, std::max<int64_t>(n, options_.max_tokens_per_micro_batch));
+    held_rows_pinned_ = at::Tensor();
+    SFD_ASSIGN_OR_RETURN(held_rows_pinned_, backend_->AllocPinned(rows_cap * d, options_.compute_dtype));
+  }
+  at::Tensor idx = at::from_blob(held_rows_.data(), {n}, at::kInt).to(backend_->device()).to(at::kLong);
+  at::Tensor rows = embed_grad_.narrow(0, 0, config_.vocab_size * d).view({config_.vocab_size, d})
+                        .index_select(0, idx).to(options_.compute_dtype);
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->Copy(held_rows_pinned_.narrow(0, 0, n * d), rows.view({-1}), StreamId::kD2H);
+  backend_->RecordStream(rows, StreamId::kD2H);
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_rows(ModelLayout::kEmbeddingUnit, std::move(landed),
+                     reinterpret_cast<const uint16_t*>(held_rows_pinned_.data_ptr()));
+  return absl::OkStatus();
+}
+
+void Executor::AnnounceGrad(int unit) {
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_landed(unit, std::move(landed));
+}
+
+}  // namespace sfd
