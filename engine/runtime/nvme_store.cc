@@ -345,14 +345,18 @@ absl::StatusOr<NvmeStore::Lease> NvmeStore::Acquire(int unit) {
     SFD_RETURN_IF_ERROR(error_);
     if (s.start_seq != seq || s.state != BufState::kReady) continue;  // lost it; start over
     s.state = BufState::kLeased;
-    Lease lease;
-    lease.unit = unit;
-    lease.buffer = b;
-    lease.numel = units_[unit].numel;
-    lease.m = reinterpret_cast<float*>(s.data);
-    lease.v = reinterpret_cast<float*>(s.data + units_[unit].half);
-    return lease;
+    return LeaseOf(unit, b);
   }
+}
+
+NvmeStore::Lease NvmeStore::LeaseOf(int unit, int b) const {
+  Lease lease;
+  lease.unit = unit;
+  lease.buffer = b;
+  lease.numel = units_[unit].numel;
+  lease.m = reinterpret_cast<float*>(buffers_[b].data);
+  lease.v = reinterpret_cast<float*>(buffers_[b].data + units_[unit].half);
+  return lease;
 }
 
 absl::Status NvmeStore::CheckLease(const Lease& lease) const {
@@ -422,13 +426,7 @@ absl::StatusOr<NvmeStore::Lease> NvmeStore::AcquireForWrite(int unit) {
   Staging& s = buffers_[b];
   s.state = BufState::kLeased;
   s.unit = unit;
-  Lease lease;
-  lease.unit = unit;
-  lease.buffer = b;
-  lease.numel = units_[unit].numel;
-  lease.m = reinterpret_cast<float*>(s.data);
-  lease.v = reinterpret_cast<float*>(s.data + units_[unit].half);
-  return lease;
+  return LeaseOf(unit, b);
 }
 
 absl::Status NvmeStore::WriteFrom(int unit, const float* m, const float* v) {

@@ -159,6 +159,8 @@ class NvmeStore {
   absl::Status CheckUnit(int unit) const;
   // All below with mu_ held.
   absl::Status CheckLease(const Lease& lease) const;
+  // The lease of staging buffer b holding `unit` (caller marked it leased).
+  Lease LeaseOf(int unit, int b) const;
   absl::StatusOr<int> TakeBuffer(std::unique_lock<std::mutex>& lock, int unit);
   int FindBuffer(int unit, BufState state) const;
   bool WriteInFlight(int unit) const;
