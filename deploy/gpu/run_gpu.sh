@@ -8,7 +8,8 @@
 # bench : sfd_bench on the 3B/8B shapes of bench/results (SFD_BENCH_RUNS overrides:
 #         "shape:batch:seq:budgetGiB[:max_grad_norm]" ..., max_grad_norm 0 = no clipping, which
 #         streams the update during the backward; default 1.0)
-# trace : Kineto trace of one step (SFD_TRACE_RUN, same format) -> trace summary table
+# trace : Kineto trace of one step per run (SFD_TRACE_RUNS, same format) -> kernel classes, top
+#         kernels and the idle gaps (bench/engine/trace_summary.py)
 # nvme  : bench/nvme/nvme_bench (raw O_DIRECT io_uring rate vs NvmeStore) on /tmp, then sfd_bench
 #         with the AdamW moments on NVMe (SFD_NVME_RUN="shape:batch:seq:budget:clip:fraction")
 # stream: weight-streaming rate (SFD_STREAM_RUN="shape:batch:seq:budget"): forward-only passes
@@ -22,6 +23,23 @@ source deploy/gpu/env.sh >/dev/null 2>&1
 BUILD=/tmp/sfd-build-gpu
 stages=" $* "
 log() { echo "== $(date +%T) $*"; }
+make_shapes() {  # config.json of the Llama shapes the benches use (random init)
+  mkdir -p /tmp/sfd-shapes
+  python3 - <<'PY'
+import json, os
+shapes = {
+ "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
+ "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
+ "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+}
+for name, s in shapes.items():
+    d = f"/tmp/sfd-shapes/{name}"; os.makedirs(d, exist_ok=True)
+    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=128256, max_position_embeddings=8192,
+               rope_theta=500000.0, rms_norm_eps=1e-5, hidden_act="silu", head_dim=s["hidden_size"] // s["num_attention_heads"],
+               torch_dtype="bfloat16", **s)
+    json.dump(cfg, open(f"{d}/config.json", "w"))
+PY
+}
 
 if [[ $stages == *" build "* ]]; then
   log build
@@ -54,21 +72,7 @@ if [[ $stages == *" parity "* ]]; then
 fi
 if [[ $stages == *" bench "* ]]; then
   log bench
-  mkdir -p /tmp/sfd-shapes
-  python3 - <<'PY'
-import json, os
-shapes = {
- "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
- "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
- "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
-}
-for name, s in shapes.items():
-    d = f"/tmp/sfd-shapes/{name}"; os.makedirs(d, exist_ok=True)
-    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=128256, max_position_embeddings=8192,
-               rope_theta=500000.0, rms_norm_eps=1e-5, hidden_act="silu", head_dim=s["hidden_size"] // s["num_attention_heads"],
-               torch_dtype="bfloat16", **s)
-    json.dump(cfg, open(f"{d}/config.json", "w"))
-PY
+  make_shapes
   RUNS=${SFD_BENCH_RUNS:-"llama-3b:8:1024:8 llama-3b:8:1024:0"}
   for r in $RUNS; do
     IFS=: read -r shape bs seq budget clip <<< "$r"
@@ -81,13 +85,17 @@ PY
   done
 fi
 if [[ $stages == *" trace "* && -x $BUILD/bench/engine/sfd_bench_trace ]]; then
-  IFS=: read -r shape bs seq budget clip <<< "${SFD_TRACE_RUN:-llama-3b:32:1024:7:0}"
-  log "trace $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=${clip:-1.0}"
-  $BUILD/bench/engine/sfd_bench_trace --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps 5 \
-    --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm ${clip:-1.0} --trace /tmp/sfd-trace.json --trace-step 4 \
-    > "$OUT/trace-run.log" 2>&1
-  echo "rc=$?"; grep -E "STEP|error|trace" "$OUT/trace-run.log" | tail -4
-  python3 bench/engine/trace_summary.py /tmp/sfd-trace.json > "$OUT/trace-summary.md" 2>&1; head -45 "$OUT/trace-summary.md"
+  make_shapes
+  for r in ${SFD_TRACE_RUNS:-${SFD_TRACE_RUN:-llama-3b:32:1024:7:0}}; do
+    IFS=: read -r shape bs seq budget clip <<< "$r"
+    log "trace $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=${clip:-1.0}"
+    $BUILD/bench/engine/sfd_bench_trace --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps 5 \
+      --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm ${clip:-1.0} --trace /tmp/sfd-trace.json --trace-step 4 \
+      > "$OUT/trace-run-$shape-$bs.log" 2>&1
+    echo "rc=$?"; grep -E "PLAN|STEP|error|trace" "$OUT/trace-run-$shape-$bs.log" | tail -5
+    python3 bench/engine/trace_summary.py /tmp/sfd-trace.json --top ${SFD_TRACE_TOP:-20} --gaps ${SFD_TRACE_GAPS:-30} \
+      > "$OUT/trace-summary-$shape-$bs.md" 2>&1; cat "$OUT/trace-summary-$shape-$bs.md"
+  done
 fi
 if [[ $stages == *" nvme "* ]]; then
   log nvme
