@@ -52,10 +52,13 @@ Schedule BuildSchedule(int num_layers, int num_micro_batches, int num_slots, boo
       for (int k = 0; k < num_slots && slot < 0; ++k)
         if (occupant[k] < 0) slot = k;
       if (slot < 0) {
+        // Furthest next use; among ties (layers the pass never needs again) the least recently
+        // used slot, so that the load can start while the layers after it still compute. Taking
+        // the slot just used would make the load wait for that use and the compute for the load.
         int best = -1;
         for (int k = 0; k < num_slots; ++k) {
           int nu = next_use(occupant[k], j + 1);
-          if (nu > best) {
+          if (nu > best || (nu == best && last_use_of_slot[k] < last_use_of_slot[slot])) {
             best = nu;
             slot = k;
           }
