@@ -9,6 +9,7 @@
 #include "engine/model/fused_ops_cuda.h"
 
 #if SFD_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -273,6 +274,51 @@ at::Tensor FusedSwiGlu(const at::Tensor& gate, const at::Tensor& up) {
 
 at::Tensor FusedRope(const at::Tensor& x, const RopeTables& rope) {
   return RopeFn::apply(x, rope.cos, rope.sin);
+}
+
+at::Tensor FusedCrossEntropy(at::Tensor& logits, const at::Tensor& targets, double grad_scale) {
+  TORCH_CHECK(logits.dim() == 2 && logits.stride(1) == 1 && targets.dim() == 1 &&
+                  targets.size(0) == logits.size(0) && targets.scalar_type() == at::kLong &&
+                  targets.device() == logits.device(),
+              "FusedCrossEntropy: logits ", logits.sizes(), " strides ", logits.strides(),
+              ", targets ", targets.sizes(), " ", targets.scalar_type());
+  at::Tensor t = targets.contiguous();
+  at::Tensor row_ce = at::empty({logits.size(0)}, logits.options().dtype(at::kFloat));
+  Launch l(logits);
+  Launch::Check(fused::CrossEntropy(DTypeOf(logits), logits.data_ptr(), logits.stride(0),
+                                    t.data_ptr<int64_t>(), logits.size(0), logits.size(1),
+                                    static_cast<float>(grad_scale), row_ce.data_ptr<float>(),
+                                    l.stream()),
+                "FusedCrossEntropy");
+  return row_ce;
+}
+
+void AddMatmulTransposedA(at::Tensor& c, const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(c.dim() == 2 && a.dim() == 2 && b.dim() == 2 && c.scalar_type() == at::kFloat &&
+                  a.scalar_type() == b.scalar_type() && a.size(0) == b.size(0) &&
+                  c.size(0) == a.size(1) && c.size(1) == b.size(1),
+              "AddMatmulTransposedA: c ", c.sizes(), " ", c.scalar_type(), ", a ", a.sizes(), " ",
+              a.scalar_type(), ", b ", b.sizes(), " ", b.scalar_type());
+#if SFD_WITH_CUDA
+  if (c.is_cuda() && c.stride(1) == 1 && a.stride(1) == 1 && b.stride(1) == 1 && a.size(0) > 0) {
+    const cudaDataType t = a.scalar_type() == at::kBFloat16 ? CUDA_R_16BF
+                           : a.scalar_type() == at::kHalf   ? CUDA_R_16F
+                                                            : CUDA_R_32F;
+    c10::cuda::CUDAGuard guard(c.device());
+    const float one = 1.f;
+    // cuBLAS is column-major: row-major c [m, k] is c^T (k x m) = b^T a, where row-major b
+    // [n, k] reads as b^T (k x n, op N) and row-major a [n, m] as a^T (m x n, so op T).
+    const cublasStatus_t st = cublasGemmEx(
+        at::cuda::getCurrentCUDABlasHandle(), CUBLAS_OP_N, CUBLAS_OP_T,
+        static_cast<int>(c.size(1)), static_cast<int>(c.size(0)), static_cast<int>(a.size(0)),
+        &one, b.data_ptr(), t, static_cast<int>(b.stride(0)), a.data_ptr(), t,
+        static_cast<int>(a.stride(0)), &one, c.data_ptr(), CUDA_R_32F,
+        static_cast<int>(c.stride(0)), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    TORCH_CHECK(st == CUBLAS_STATUS_SUCCESS, "AddMatmulTransposedA: cublasGemmEx failed (", static_cast<int>(st), ")");
+    return;
+  }
+#endif
+  c.add_(at::mm(a.t(), b));  // mixed-dtype add: the product is widened inside the add
 }
 
 }  // namespace sfd

@@ -43,4 +43,16 @@ at::Tensor FusedSwiGlu(const at::Tensor& gate, const at::Tensor& up);
 // ApplyRope(x.transpose(1, 2), rope).
 at::Tensor FusedRope(const at::Tensor& x, const RopeTables& rope);
 
+// LM-head cross-entropy over one chunk, in place (no autograd). logits [n, V] (compute dtype,
+// device tier, unit column stride), targets int64 [n] (negative = no loss). Returns the per-row
+// CE, fp32 [n] (0 for ignored rows). With grad_scale != 0 the logits are overwritten by
+// (softmax - onehot) * grad_scale (ignored rows: 0), i.e. d(grad_scale * CE)/d(logits).
+at::Tensor FusedCrossEntropy(at::Tensor& logits, const at::Tensor& targets, double grad_scale);
+
+// c += a^T b with c fp32 [m, k], a [n, m] and b [n, k] in one dtype (all unit column stride).
+// On CUDA one cuBLAS GEMM accumulates into c in fp32 (beta = 1): no [m, k] product in the
+// compute dtype and no separate add. Elsewhere c.add_(a^T b). Used for the LM-head weight
+// gradient, whose accumulator is fp32.
+void AddMatmulTransposedA(at::Tensor& c, const at::Tensor& a, const at::Tensor& b);
+
 }  // namespace sfd

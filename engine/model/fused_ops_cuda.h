@@ -53,4 +53,13 @@ int RopeForward(DType dtype, const void* x, const void* cos, const void* sin, vo
 int RopeBackward(DType dtype, const void* dy, const void* cos, const void* sin, void* dx,
                  const RopeShape& shape, void* stream);
 
+// Token cross-entropy over logits rows (cross_entropy_cuda.cu), in place. logits: [rows, vocab]
+// with row stride `ld`; targets int64 [rows], a negative target = no loss. Writes row_ce fp32
+// [rows] = logsumexp(row) - row[target] (0 for ignored rows), from fp32 math over the stored
+// logits. When grad_scale != 0 it then overwrites each row with its logits gradient
+// (softmax(row) - onehot(target)) * grad_scale, rounded once (zeros for ignored rows). A target
+// >= vocab gives a NaN row_ce (and a NaN gradient row) rather than an out-of-bounds read.
+int CrossEntropy(DType dtype, void* logits, int64_t ld, const int64_t* targets, int64_t rows,
+                 int64_t vocab, float grad_scale, float* row_ce, void* stream);
+
 }  // namespace sfd::fused

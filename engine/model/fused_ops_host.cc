@@ -7,6 +7,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -143,6 +144,28 @@ int RopeBackwardT(const void* x, const void* c, const void* s, void* o, const Ro
 
 constexpr int kBadDType = 1;
 
+template <typename T>
+int CrossEntropyT(void* logitsv, int64_t ld, const int64_t* targets, int64_t rows, int64_t vocab,
+                  float grad_scale, float* row_ce) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* x = static_cast<T*>(logitsv) + r * ld;
+    const int64_t t = targets[r];
+    float m = -INFINITY;
+    for (int64_t i = 0; i < vocab; ++i) m = std::max(m, F(x[i]));
+    double s = 0;
+    for (int64_t i = 0; i < vocab; ++i) s += std::exp(F(x[i]) - m);
+    const float lse = m + static_cast<float>(std::log(s));
+    const float picked = t < 0 ? 0.f : t < vocab ? F(x[t]) : NAN;
+    row_ce[r] = t < 0 ? 0.f : lse - picked;
+    if (grad_scale == 0.f) continue;
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float p = std::exp(F(x[i]) - lse) - (i == t ? 1.f : 0.f);
+      x[i] = R<T>(t < 0 ? 0.f : t < vocab ? p * grad_scale : NAN);
+    }
+  }
+  return 0;
+}
+
 #define SFD_HOST_DISPATCH(dtype, FN, ...)                     \
   switch (dtype) {                                            \
     case DType::kF32: return FN<float>(__VA_ARGS__);          \
@@ -190,6 +213,11 @@ int RopeForward(DType dtype, const void* x, const void* cos, const void* sin, vo
 int RopeBackward(DType dtype, const void* dy, const void* cos, const void* sin, void* dx,
                  const RopeShape& shape, void* /*stream*/) {
   SFD_HOST_DISPATCH(dtype, RopeBackwardT, dy, cos, sin, dx, shape);
+}
+
+int CrossEntropy(DType dtype, void* logits, int64_t ld, const int64_t* targets, int64_t rows,
+                 int64_t vocab, float grad_scale, float* row_ce, void* /*stream*/) {
+  SFD_HOST_DISPATCH(dtype, CrossEntropyT, logits, ld, targets, rows, vocab, grad_scale, row_ce);
 }
 
 }  // namespace sfd::fused

@@ -6,11 +6,12 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "engine/model/decoder_layer.h"
+#include "engine/model/fused_ops.h"
 
 namespace sfd {
 namespace {
 
-// CE over one chunk. Returns the chunk's CE sum (fp32 scalar tensor); when `dlogits_scale` > 0
+// CE over one chunk with ATen ops (CPU, or SFD_FUSED_OPS=0). Returns the chunk's CE sum (fp32 scalar tensor); when `dlogits_scale` > 0
 // also returns the logits gradient (softmax - onehot) * scale for target rows, 0 elsewhere.
 at::Tensor ChunkCe(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets,
                    double dlogits_scale, at::Tensor* dlogits) {
@@ -34,10 +35,17 @@ at::Tensor ChunkCe(const at::Tensor& h, const at::Tensor& w, const at::Tensor& t
 HeadOutputs HeadForward(const HeadInputs& in, const at::Tensor& hidden) {
   at::Tensor hn = RmsNorm(hidden, in.norm_weight, in.config->rms_norm_eps);
   const int64_t t = hn.size(0);
+  const bool fused = FusedKernelsApply(hn);
   at::Tensor ce = at::zeros({}, hidden.options().dtype(at::kFloat));
   for (int64_t s = 0; s < t; s += in.chunk_tokens) {
     const int64_t n = std::min(in.chunk_tokens, t - s);
-    ce += ChunkCe(hn.narrow(0, s, n), in.lm_weight, in.targets.narrow(0, s, n), 0, nullptr);
+    at::Tensor tgt = in.targets.narrow(0, s, n);
+    if (fused) {
+      at::Tensor logits = at::mm(hn.narrow(0, s, n), in.lm_weight.t());
+      ce += FusedCrossEntropy(logits, tgt, 0).sum();
+    } else {
+      ce += ChunkCe(hn.narrow(0, s, n), in.lm_weight, tgt, 0, nullptr);
+    }
   }
   return {ce, at::Tensor()};
 }
@@ -51,16 +59,24 @@ HeadOutputs HeadForwardBackward(const HeadInputs& in, const at::Tensor& hidden, 
   at::Tensor hn_data = hn.detach();
   const int64_t t = hn.size(0);
   at::Tensor dhn = at::empty_like(hn_data);
+  // CUDA: logits in the compute dtype become their own gradient (FusedCrossEntropy), and the
+  // weight gradient accumulates into the fp32 accumulator inside the GEMM.
+  const bool fused = FusedKernelsApply(hn_data);
   at::Tensor ce = at::zeros({}, hidden.options().dtype(at::kFloat));
   for (int64_t s = 0; s < t; s += in.chunk_tokens) {
     const int64_t n = std::min(in.chunk_tokens, t - s);
     at::Tensor hc = hn_data.narrow(0, s, n);
+    at::Tensor tgt = in.targets.narrow(0, s, n);
     at::Tensor dl;
-    ce += ChunkCe(hc, in.lm_weight, in.targets.narrow(0, s, n), grad_scale, &dl);
+    if (fused) {
+      dl = at::mm(hc, in.lm_weight.t());
+      ce += FusedCrossEntropy(dl, tgt, grad_scale).sum();
+    } else {
+      ce += ChunkCe(hc, in.lm_weight, tgt, grad_scale, &dl);
+    }
     at::Tensor dhn_chunk = dhn.narrow(0, s, n);  // rows of a contiguous matrix: contiguous
     at::mm_out(dhn_chunk, dl, in.lm_weight);
-    // Mixed-dtype add: the bf16 product is widened inside the add (no fp32 copy of [V, d]).
-    lm_grad_accum.add_(at::mm(dl.t(), hc));
+    AddMatmulTransposedA(lm_grad_accum, dl, hc);
   }
   std::vector<at::Tensor> g = torch::autograd::grad({hn}, {h, nw}, {dhn});
   norm_grad_accum.add_(g[1].to(at::kFloat));

@@ -1,7 +1,9 @@
 // The head unit: final RMSNorm, LM head and token cross-entropy, run in chunks of tokens so
 // that full [tokens, vocab] logits never exist. The CE gradient is computed in closed form
-// per chunk (softmax - onehot), so only one chunk of logits (fp32 [chunk, vocab], device tier)
-// is alive at a time. Loss = sum of CE over target tokens * grad_scale (1 / target tokens of
+// per chunk (softmax - onehot), so only one chunk of logits is alive at a time: on CUDA
+// [chunk, vocab] in the compute dtype, overwritten by its own gradient (FusedCrossEntropy), with
+// the LM-head weight gradient accumulated in fp32 inside the GEMM; on CPU (or SFD_FUSED_OPS=0)
+// the ATen composition over fp32 [chunk, vocab] logits. Loss = sum of CE over target tokens * grad_scale (1 / target tokens of
 // the whole optimizer step), which makes gradient accumulation token-weighted.
 #pragma once
 

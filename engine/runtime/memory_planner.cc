@@ -116,11 +116,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // (qkv, attention output, MLP intermediates ~ 4 * intermediate + 6 * hidden per token in
   // compute dtype, doubled for autograd recompute) and one LM-head chunk of fp32 logits.
   const int64_t t = e.max_tokens_per_micro_batch > 0 ? e.max_tokens_per_micro_batch : 8192;
-  // LM-head chunk: fp32 logits [chunk, V] plus its gradient; under a device budget keep the
-  // pair within 1/8 of it.
+  // LM-head chunk: logits [chunk, V] (in place in the compute dtype with the fused CE, else
+  // fp32 plus its gradient); under a device budget keep it within 1/8 of the budget.
+  const int64_t head_token_bytes = c.vocab_size * (in.fused_cross_entropy ? es : 8);
   int64_t chunk = e.lm_head_chunk_tokens;
   if (e.device_memory_budget > 0) {
-    const int64_t fit = e.device_memory_budget / 8 / (c.vocab_size * 8);
+    const int64_t fit = e.device_memory_budget / 8 / head_token_bytes;
     chunk = std::clamp<int64_t>(fit / 256 * 256, 256, chunk);
   }
   const int64_t saved_all = static_cast<int64_t>(L) * t * c.hidden_size * es;
@@ -132,7 +133,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     layer_tokens = std::min(t, std::max<int64_t>(1, e.device_memory_budget / 4 / per_token));
   }
   const int64_t working = 2 * layer_tokens * (4 * c.intermediate_size + 8 * c.hidden_size) * es +
-                          std::min<int64_t>(chunk, t) * c.vocab_size * 4 * 2 +
+                          std::min<int64_t>(chunk, t) * head_token_bytes +
                           2 * t * c.hidden_size * es;  // x and dx of the whole micro-batch
   const int64_t per_slot = 2 * layer * es;  // weights + grads
 

@@ -19,6 +19,9 @@ struct PlannerInputs {
   const ModelLayout* layout = nullptr;
   int64_t compute_dtype_bytes = 2;
   bool cuda = false;
+  // The LM head runs FusedCrossEntropy (CUDA, fused kernels on): a logits chunk costs
+  // vocab * compute-dtype bytes per token instead of fp32 logits plus their gradient.
+  bool fused_cross_entropy = false;
   std::string device_name;
   int64_t device_free = 0;      // bytes free on the device now (0 = unknown / CPU)
   int64_t host_available = 0;   // MemAvailable (0 = unknown)

@@ -16,6 +16,7 @@
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
 #include "engine/io/hf_model_dir.h"
+#include "engine/model/fused_ops.h"
 #include "engine/model/model_layout.h"
 #include "engine/optim/cpu_adamw.h"
 #include "engine/optim/lr_schedule.h"
@@ -131,6 +132,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   pin.layout = layout.get();
   pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(dtype));
   pin.cuda = backend->is_cuda();
+  pin.fused_cross_entropy = pin.cuda && GetFusedOps().fused_kernels;
   pin.device_name = backend->name();
   pin.device_free = backend->Memory().free;
   pin.host_available = HostMemAvailable();

@@ -158,6 +158,77 @@ TEST_P(FusedOpsTest, RopeOnStridedQkvMatchesAten) {
   }
 }
 
+// Cross-entropy in place: per-row CE and (softmax - onehot) * scale against fp32 ATen math over
+// the same stored logits; ignored rows (-100), a target at the last column, a vocabulary that
+// rules out vector accesses, and evaluation (scale 0) leaving the logits untouched.
+TEST_P(FusedOpsTest, CrossEntropyMatchesAten) {
+  SFD_FUSED_DEVICE_OR_SKIP(dev);
+  const at::ScalarType dt = GetParam();
+  for (int64_t vocab : {1000, 1003}) {
+    const int64_t rows = 37;
+    at::Tensor logits0 = (3.0 * at::randn({rows, vocab})).to(dev, dt);
+    at::Tensor targets = at::randint(0, vocab, {rows}, at::kLong);
+    targets[3] = -100;
+    targets[10] = -100;
+    targets[5] = vocab - 1;
+    targets = targets.to(dev);
+    // reference, fp32 from the stored values
+    at::Tensor x = logits0.to(at::kFloat);
+    at::Tensor valid = targets.ne(-100);
+    at::Tensor tgt = targets.clamp_min(0);
+    at::Tensor lse = at::logsumexp(x, -1);
+    at::Tensor ce_ref = (lse - x.gather(1, tgt.unsqueeze(1)).squeeze(1)) * valid.to(at::kFloat);
+    const double scale = 0.125;
+    at::Tensor grad_ref = (at::softmax(x, -1) - at::one_hot(tgt, vocab).to(at::kFloat)) *
+                          (valid.to(at::kFloat) * scale).unsqueeze(1);
+    const std::string what = std::string(c10::toString(dt)) + " vocab " + std::to_string(vocab);
+
+    at::Tensor eval = logits0.clone();
+    at::Tensor ce_eval = FusedCrossEntropy(eval, targets, 0.0);
+    EXPECT_TRUE(at::equal(eval, logits0)) << what << ": evaluation wrote the logits";
+    EXPECT_LT(RelDiff(ce_eval, ce_ref), 1e-5) << what;
+
+    at::Tensor train = logits0.clone();
+    at::Tensor ce = FusedCrossEntropy(train, targets, scale);
+    EXPECT_EQ(ce.scalar_type(), at::kFloat);
+    EXPECT_LT(RelDiff(ce, ce_ref), 1e-5) << what;
+    EXPECT_LT(RelDiff(train, grad_ref), Tol(dt)) << what << " gradient";
+    EXPECT_EQ(train[3].abs().max().item<double>(), 0.0) << what << ": ignored row not zeroed";
+    // each valid gradient row sums to ~0 (softmax sums to 1, minus the one-hot)
+    EXPECT_LT(train.to(at::kFloat).sum(1).abs().max().item<double>(), 1e-2 * scale) << what;
+  }
+}
+
+TEST_P(FusedOpsTest, CrossEntropyRejectsBadShapes) {
+  SFD_FUSED_DEVICE_OR_SKIP(dev);
+  at::Tensor logits = at::zeros({4, 10}, at::TensorOptions().device(dev).dtype(GetParam()));
+  at::Tensor short_targets = at::zeros({3}, at::TensorOptions().device(dev).dtype(at::kLong));
+  EXPECT_THROW(FusedCrossEntropy(logits, short_targets, 1.0), c10::Error);
+  at::Tensor int_targets = at::zeros({4}, at::TensorOptions().device(dev).dtype(at::kInt));
+  EXPECT_THROW(FusedCrossEntropy(logits, int_targets, 1.0), c10::Error);
+}
+
+// c += a^T b into an fp32 accumulator (the LM-head weight gradient), twice, against fp64 math
+// over the same stored inputs.
+TEST_P(FusedOpsTest, AddMatmulTransposedAAccumulatesInFp32) {
+  SFD_FUSED_DEVICE_OR_SKIP(dev);
+  const at::ScalarType dt = GetParam();
+  const int64_t n = 77, m = 129, k = 64;
+  at::Tensor a = at::randn({n, m}).to(dev, dt), b = at::randn({n, k}).to(dev, dt);
+  at::Tensor c0 = at::randn({m, k}).to(dev);
+  at::Tensor c = c0.clone();
+  AddMatmulTransposedA(c, a, b);
+  AddMatmulTransposedA(c, a, b);
+  at::Tensor ref = c0.to(at::kDouble) +
+                   2 * at::mm(a.to(at::kDouble).t(), b.to(at::kDouble));
+  EXPECT_EQ(c.scalar_type(), at::kFloat);
+  // CUDA accumulates in fp32 inside the GEMM; the host path rounds the product to dt first
+  const double tol = (dt == at::kFloat || c.is_cuda()) ? 1e-5 : Tol(dt);
+  EXPECT_LT(RelDiff(c, ref), tol);
+  at::Tensor wrong = at::zeros({m + 1, k}, at::TensorOptions().device(dev).dtype(at::kFloat));
+  EXPECT_THROW(AddMatmulTransposedA(wrong, a, b), c10::Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, FusedOpsTest, ::testing::Values(at::kFloat, at::kBFloat16),
                          [](const ::testing::TestParamInfo<at::ScalarType>& i) {
                            return std::string(i.param == at::kFloat ? "fp32" : "bf16");
