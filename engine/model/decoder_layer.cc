@@ -121,8 +121,16 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * h.to(x.scalar_type());
 }
 
-at::Tensor DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, const at::Tensor& x,
-                               const AttentionInputs& attn) {
+namespace {
+
+// The layer up to its down projection: resid = x + attention (the residual stream the MLP adds
+// to) and act = SwiGLU output (the down projection's input).
+struct BeforeDown {
+  at::Tensor resid, act;
+};
+
+BeforeDown ForwardToDown(const ModelConfig& c, const LayerWeights& w, const at::Tensor& x,
+                         const AttentionInputs& attn) {
   const int64_t b = x.size(0), s = x.size(1), hd = c.head_dim;
   const bool fused_kernels = FusedKernelsApply(x);
   at::Tensor h = RmsNorm(x, w.input_norm, c.rms_norm_eps);
@@ -172,12 +180,24 @@ at::Tensor DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, cons
     at::Tensor gate = Linear(m, w.gate_w, w.gate_b), up = Linear(m, w.up_w, w.up_b);
     act = fused_kernels ? FusedSwiGlu(gate, up) : at::silu(gate) * up;
   }
-  return resid + Linear(act, w.down_w, w.down_b);
+  return {resid, act};
 }
 
-LayerGraph RecordLayer(const ModelConfig& c, const UnitLayout& layout,
-                       const at::Tensor& weights_flat, const at::Tensor& x,
-                       const AttentionInputs& attn) {
+}  // namespace
+
+at::Tensor DecoderLayerForward(const ModelConfig& c, const LayerWeights& w, const at::Tensor& x,
+                               const AttentionInputs& attn) {
+  BeforeDown p = ForwardToDown(c, w, x, attn);
+  return p.resid + Linear(p.act, w.down_w, w.down_b);
+}
+
+namespace {
+
+// Builds the leaves of a layer's autograd graph and runs its forward over them: the whole
+// layer (g.y) or, for the recompute in DecoderLayerBackward, up to the down projection (g.resid
+// and g.act, with g.down_w the down projection's weight view).
+LayerGraph Record(const ModelConfig& c, const UnitLayout& layout, const at::Tensor& weights_flat,
+                  const at::Tensor& x, const AttentionInputs& attn, bool whole_layer) {
   torch::autograd::AutoGradMode enable(true);
   // Leaves: the layer input and one leaf per parameter group's view (views of a buffer that
   // does not require grad are leaves, so no autograd bookkeeping touches the whole flat
@@ -203,15 +223,22 @@ LayerGraph RecordLayer(const ModelConfig& c, const UnitLayout& layout,
     return at::Tensor();
   });
   AttachFused(w, g.groups, [&](size_t i) { return g.leaves[i + 1]; });
-  g.y = DecoderLayerForward(c, w, g.leaves[0], attn);
+  if (whole_layer) {
+    g.y = DecoderLayerForward(c, w, g.leaves[0], attn);
+  } else {
+    BeforeDown p = ForwardToDown(c, w, g.leaves[0], attn);
+    g.resid = p.resid;
+    g.act = p.act;
+  }
   return g;
 }
 
-at::Tensor BackwardLayer(LayerGraph& g, const at::Tensor& dy, at::Tensor& grad_flat,
-                         bool accumulate) {
-  torch::autograd::AutoGradMode enable(true);
-  std::vector<at::Tensor> grads = torch::autograd::grad({g.y}, g.leaves, {dy});
+// Writes (or adds) each group's gradient into its range of grad_flat; undefined ones are
+// skipped (the down projection of a recompute, written by hand).
+void StoreGroupGrads(const LayerGraph& g, const std::vector<at::Tensor>& grads,
+                     at::Tensor& grad_flat, bool accumulate) {
   for (size_t i = 0; i < g.groups.size(); ++i) {
+    if (!grads[i + 1].defined()) continue;
     const ParamGroup& e = g.groups[i];
     at::Tensor dst = grad_flat.narrow(0, e.offset, e.numel);
     if (accumulate) {
@@ -220,6 +247,21 @@ at::Tensor BackwardLayer(LayerGraph& g, const at::Tensor& dy, at::Tensor& grad_f
       dst.copy_(grads[i + 1].reshape({-1}));
     }
   }
+}
+
+}  // namespace
+
+LayerGraph RecordLayer(const ModelConfig& c, const UnitLayout& layout,
+                       const at::Tensor& weights_flat, const at::Tensor& x,
+                       const AttentionInputs& attn) {
+  return Record(c, layout, weights_flat, x, attn, /*whole_layer=*/true);
+}
+
+at::Tensor BackwardLayer(LayerGraph& g, const at::Tensor& dy, at::Tensor& grad_flat,
+                         bool accumulate) {
+  torch::autograd::AutoGradMode enable(true);
+  std::vector<at::Tensor> grads = torch::autograd::grad({g.y}, g.leaves, {dy});
+  StoreGroupGrads(g, grads, grad_flat, accumulate);
   g = LayerGraph();
   return grads[0];
 }
@@ -228,8 +270,33 @@ at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
                                 const at::Tensor& weights_flat, const at::Tensor& x,
                                 const at::Tensor& dy, const AttentionInputs& attn,
                                 at::Tensor& grad_flat, bool accumulate) {
-  LayerGraph g = RecordLayer(c, layout, weights_flat, x, attn);
-  return BackwardLayer(g, dy, grad_flat, accumulate);
+  // The recompute stops before the down projection: its output only feeds the layer output,
+  // which backward does not need, so that GEMM (a quarter of a Llama layer's forward FLOPs) is
+  // skipped. Its gradients are two GEMMs by hand, the weight's accumulated in the GEMM.
+  LayerGraph g = Record(c, layout, weights_flat, x, attn, /*whole_layer=*/false);
+  const int64_t d = dy.size(-1), inter = g.act.size(-1);
+  const at::Tensor dy2 = dy.reshape({-1, d});
+  const at::Tensor act2 = g.act.detach().reshape({-1, inter});
+  const at::Tensor down_w = ViewOf(weights_flat, layout, "mlp.down_proj.weight");  // [d, inter]
+  at::Tensor dact = at::mm(dy2, down_w).view(g.act.sizes());
+  at::Tensor dw = ViewOf(grad_flat, layout, "mlp.down_proj.weight");
+  if (accumulate) {
+    dw.addmm_(dy2.t(), act2);
+  } else {
+    at::mm_out(dw, dy2.t(), act2);
+  }
+  at::Tensor db = ViewOf(grad_flat, layout, "mlp.down_proj.bias");
+  if (db.defined()) {
+    at::Tensor sum = dy2.sum(0, /*keepdim=*/false, at::kFloat).to(db.scalar_type());
+    accumulate ? db.add_(sum) : db.copy_(sum);
+  }
+  torch::autograd::AutoGradMode enable(true);
+  std::vector<at::Tensor> grads = torch::autograd::grad({g.resid, g.act}, g.leaves, {dy, dact},
+                                                        /*retain_graph=*/false,
+                                                        /*create_graph=*/false,
+                                                        /*allow_unused=*/true);
+  StoreGroupGrads(g, grads, grad_flat, accumulate);
+  return grads[0];
 }
 
 AttentionInputs SliceRows(const AttentionInputs& attn, int64_t begin, int64_t n) {

@@ -65,6 +65,7 @@ at::Tensor DecoderLayerForward(const ModelConfig& config, const LayerWeights& w,
 // (device tier).
 struct LayerGraph {
   at::Tensor y;
+  at::Tensor resid, act;  // DecoderLayerBackward's recompute: x + attention, SwiGLU output
   std::vector<at::Tensor> leaves;
   std::vector<ParamGroup> groups;
 };
@@ -76,7 +77,8 @@ LayerGraph RecordLayer(const ModelConfig& config, const UnitLayout& layout,
 at::Tensor BackwardLayer(LayerGraph& graph, const at::Tensor& dy, at::Tensor& grad_flat,
                          bool accumulate);
 
-// Recomputes the layer from its input `x` and back-propagates `dy`. Parameter gradients are
+// Recomputes the layer from its input `x` (up to the down projection, whose output backward
+// does not need) and back-propagates `dy`. Parameter gradients are
 // written into `grad_flat` (same layout and dtype as `weights_flat`; padding is left
 // untouched), or added to it when `accumulate`. Returns dx.
 at::Tensor DecoderLayerBackward(const ModelConfig& config, const UnitLayout& layout,

@@ -1,6 +1,9 @@
 // Fused GEMMs of the decoder layer (one GEMM over adjacent q/k/v and gate/up weights of the
 // flat buffer) against the per-projection GEMMs: same layer output, input gradient and
-// parameter gradients at each parameter's offset of the flat grad buffer (fp32, CPU).
+// parameter gradients at each parameter's offset of the flat grad buffer (fp32, CPU). The
+// recompute path (DecoderLayerBackward, which stops before the down projection and writes its
+// gradients by hand) is checked against the whole recorded graph (RecordLayer + BackwardLayer),
+// writing and accumulating.
 #include <string>
 #include <vector>
 
@@ -125,7 +128,7 @@ void ExpectFusedGemmMatches(const ModelConfig& c, bool packed, bool expect_fused
   ASSERT_EQ(groups.size() < t.layout.params().size(), expect_fused);
 
   struct Result {
-    at::Tensor y, dx, grads, dx_graph, grads_graph;
+    at::Tensor y, dx, grads, dx_graph, grads_graph, grads_recompute_twice;
   };
   auto run = [&](bool fuse) {
     scope.Gemm(fuse);
@@ -141,6 +144,10 @@ void ExpectFusedGemmMatches(const ModelConfig& c, bool packed, bool expect_fused
     LayerGraph g = RecordLayer(t.config, t.layout, t.flat, t.x, t.attn);
     EXPECT_LT(MaxDiff(g.y, r.y), 1e-6);
     r.dx_graph = BackwardLayer(g, t.dy, r.grads_graph, /*accumulate=*/true);
+    // The recompute (which skips the down projection's forward) accumulating as well.
+    r.grads_recompute_twice = r.grads.clone();
+    DecoderLayerBackward(t.config, t.layout, t.flat, t.x, t.dy, t.attn, r.grads_recompute_twice,
+                         /*accumulate=*/true);
     return r;
   };
   Result fused = run(true), plain = run(false);
@@ -158,6 +165,8 @@ void ExpectFusedGemmMatches(const ModelConfig& c, bool packed, bool expect_fused
     // The gradient is not trivially zero, and the accumulation doubled it.
     EXPECT_GT(want.abs().max().item<double>(), 0.0) << e.name;
     EXPECT_LT(MaxDiff(twice, 2 * want), 2 * tol) << e.name;
+    EXPECT_LT(MaxDiff(fused.grads_recompute_twice.narrow(0, e.offset, e.numel), 2 * want), 2 * tol)
+        << e.name;
   }
   // Padding: every element outside the params keeps the sentinel.
   at::Tensor is_param = at::zeros({t.layout.numel()}, at::kBool);
