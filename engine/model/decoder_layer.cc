@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "engine/common/status.h"
@@ -123,6 +124,45 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 
 namespace {
 
+// Where the recompute's GEMMs put their weight gradients (views of the grad buffer, compute
+// dtype; undefined = through autograd as usual): written, or added inside the GEMM when
+// `accumulate`, with no gradient tensor, copy or add of its own.
+struct WeightGradSink {
+  at::Tensor qkv, o, gate_up;
+  bool accumulate = false;
+};
+
+// y = x w^T whose backward writes d(loss)/dw into `dst` (beta 0 or 1) and returns dx only.
+struct LinearIntoFn : public torch::autograd::Function<LinearIntoFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, const at::Tensor& dst, bool accumulate) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["dst"] = dst;
+    ctx->saved_data["accumulate"] = accumulate;
+    return at::linear(x, w);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    const at::Tensor dy2 = grads[0].reshape({-1, w.size(0)});
+    const at::Tensor x2 = x.reshape({-1, w.size(1)});
+    at::Tensor dst = ctx->saved_data["dst"].toTensor();
+    if (ctx->saved_data["accumulate"].toBool()) {
+      dst.addmm_(dy2.t(), x2);
+    } else {
+      at::mm_out(dst, dy2.t(), x2);
+    }
+    return {at::matmul(grads[0], w), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor LinearInto(const at::Tensor& x, const at::Tensor& w, const at::Tensor& sink,
+                      const WeightGradSink* s) {
+  return sink.defined() ? LinearIntoFn::apply(x, w, sink, s->accumulate) : at::linear(x, w);
+}
+
 // The layer up to its down projection: resid = x + attention (the residual stream the MLP adds
 // to) and act = SwiGLU output (the down projection's input).
 struct BeforeDown {
@@ -130,7 +170,9 @@ struct BeforeDown {
 };
 
 BeforeDown ForwardToDown(const ModelConfig& c, const LayerWeights& w, const at::Tensor& x,
-                         const AttentionInputs& attn) {
+                         const AttentionInputs& attn, const WeightGradSink* sink = nullptr) {
+  static const WeightGradSink kNone;
+  const WeightGradSink* gs = sink != nullptr ? sink : &kNone;
   const int64_t b = x.size(0), s = x.size(1), hd = c.head_dim;
   const bool fused_kernels = FusedKernelsApply(x);
   at::Tensor h = RmsNorm(x, w.input_norm, c.rms_norm_eps);
@@ -139,7 +181,7 @@ BeforeDown ForwardToDown(const ModelConfig& c, const LayerWeights& w, const at::
     // One GEMM; the splits are views of its [B,S,q+2kv] output (split_with_sizes: one
     // gradient concatenation in backward).
     const int64_t nq = c.num_heads * hd, nkv = c.num_kv_heads * hd;
-    std::vector<at::Tensor> qkv = at::split_with_sizes(at::linear(h, w.qkv_w), {nq, nkv, nkv}, -1);
+    std::vector<at::Tensor> qkv = at::split_with_sizes(LinearInto(h, w.qkv_w, gs->qkv, gs), {nq, nkv, nkv}, -1);
     q = qkv[0];
     k = qkv[1];
     v = qkv[2];
@@ -165,11 +207,11 @@ BeforeDown ForwardToDown(const ModelConfig& c, const LayerWeights& w, const at::
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   at::Tensor o = compat::Attention(q, k, v, attn.keep_mask, scale);  // [B,H,S,hd]
   o = o.transpose(1, 2).reshape({b, s, c.num_heads * hd});
-  at::Tensor resid = x + Linear(o, w.o_w, w.o_b);
+  at::Tensor resid = x + (w.o_b.defined() ? Linear(o, w.o_w, w.o_b) : LinearInto(o, w.o_w, gs->o, gs));
   at::Tensor m = RmsNorm(resid, w.post_norm, c.rms_norm_eps);
   at::Tensor act;
   if (w.gate_up_w.defined()) {
-    at::Tensor gate_up = at::linear(m, w.gate_up_w);  // [B,S,2*inter], gate columns first
+    at::Tensor gate_up = LinearInto(m, w.gate_up_w, gs->gate_up, gs);  // [B,S,2*inter], gate first
     if (fused_kernels) {
       act = FusedSwiGlu(gate_up);
     } else {
@@ -197,7 +239,8 @@ namespace {
 // layer (g.y) or, for the recompute in DecoderLayerBackward, up to the down projection (g.resid
 // and g.act, with g.down_w the down projection's weight view).
 LayerGraph Record(const ModelConfig& c, const UnitLayout& layout, const at::Tensor& weights_flat,
-                  const at::Tensor& x, const AttentionInputs& attn, bool whole_layer) {
+                  const at::Tensor& x, const AttentionInputs& attn, bool whole_layer,
+                  const WeightGradSink* sink = nullptr) {
   torch::autograd::AutoGradMode enable(true);
   // Leaves: the layer input and one leaf per parameter group's view (views of a buffer that
   // does not require grad are leaves, so no autograd bookkeeping touches the whole flat
@@ -226,7 +269,7 @@ LayerGraph Record(const ModelConfig& c, const UnitLayout& layout, const at::Tens
   if (whole_layer) {
     g.y = DecoderLayerForward(c, w, g.leaves[0], attn);
   } else {
-    BeforeDown p = ForwardToDown(c, w, g.leaves[0], attn);
+    BeforeDown p = ForwardToDown(c, w, g.leaves[0], attn, sink);
     g.resid = p.resid;
     g.act = p.act;
   }
@@ -273,7 +316,17 @@ at::Tensor DecoderLayerBackward(const ModelConfig& c, const UnitLayout& layout,
   // The recompute stops before the down projection: its output only feeds the layer output,
   // which backward does not need, so that GEMM (a quarter of a Llama layer's forward FLOPs) is
   // skipped. Its gradients are two GEMMs by hand, the weight's accumulated in the GEMM.
-  LayerGraph g = Record(c, layout, weights_flat, x, attn, /*whole_layer=*/false);
+  // The big GEMMs (fused q/k/v, o, fused gate/up) write their weight gradients straight into
+  // grad_flat as well (small parameters and unfused projections go through autograd).
+  WeightGradSink sink;
+  sink.accumulate = accumulate;
+  for (const ParamGroup& pg : LayerParamGroups(layout, GetFusedOps().fused_gemm)) {
+    at::Tensor dst = grad_flat.narrow(0, pg.offset, pg.numel).view(pg.shape);
+    if (pg.kind == ParamGroup::kQkv) sink.qkv = dst;
+    if (pg.kind == ParamGroup::kGateUp) sink.gate_up = dst;
+  }
+  sink.o = ViewOf(grad_flat, layout, "self_attn.o_proj.weight");
+  LayerGraph g = Record(c, layout, weights_flat, x, attn, /*whole_layer=*/false, &sink);
   const int64_t d = dy.size(-1), inter = g.act.size(-1);
   const at::Tensor dy2 = dy.reshape({-1, d});
   const at::Tensor act2 = g.act.detach().reshape({-1, inter});
