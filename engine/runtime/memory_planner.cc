@@ -168,29 +168,51 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.resident_layers = slots == L ? L : 0;
   p.activations_on_device = !offload;
   p.lm_head_chunk_tokens = chunk;
-  // Device optimizer (fp32 master, m, v on the device) for the leading units, first claim on
-  // the room left when every layer is resident and no budget is set.
-  int64_t device_opt_bytes = 0;
-  if (e.device_optimizer_units >= 0) {
-    p.device_optimizer_units = std::min(e.device_optimizer_units, layout.num_units());
-  } else if (in.cuda && e.device_memory_budget == 0 && slots == L && !offload) {
-    int64_t room = budget - (fixed + slots * per_slot + saved + working);
-    for (int u = 0; u < layout.num_units(); ++u) {
-      const int64_t cost = 12 * layout.layout(u).numel();
-      if (cost > room) break;
-      room -= cost;
-      ++p.device_optimizer_units;
-    }
-  }
-  for (int u = 0; u < p.device_optimizer_units; ++u) device_opt_bytes += 12 * layout.layout(u).numel();
-  // Forward graphs kept for backward (no recompute): ~t * (6*I + 12*d) * es per layer.
+  // Room left on the device (the budget, or 90% of what is free) goes to two things:
+  //  - the AdamW state (fp32 master, m, v) of the leading units on the device, which takes
+  //    their update off the CPU and their weights off PCIe; only with every layer resident;
+  //  - forward graphs kept for backward (no recompute): ~t * (6*I + 12*d) * es per layer; only
+  //    with the saved inputs on the device.
+  // Whichever bound is larger gets first claim: the CPU AdamW of the whole model (~5 Gparam/s)
+  // or the GPU work of the step with recompute (8 * N * tokens at ~700 TFLOP/s, the H200's
+  // measured GEMM rate). Explicit engine settings override both.
   const int64_t per_graph = t * (6 * c.intermediate_size + 12 * c.hidden_size) * es;
-  if (e.keep_graph_layers >= 0) {
-    p.keep_graph_layers = std::min(e.keep_graph_layers, L);
-  } else if (in.cuda && e.device_memory_budget == 0 && !offload) {
-    const int64_t need = fixed + slots * per_slot + saved + working + device_opt_bytes;
-    const int64_t room = budget - need;
-    p.keep_graph_layers = static_cast<int>(std::clamp<int64_t>(room / std::max<int64_t>(per_graph, 1), 0, L));
+  const double total_params = static_cast<double>(layout.TotalParams());
+  const double cpu_adamw_s = total_params / 5e9;
+  const double gpu_step_s = 8.0 * total_params * static_cast<double>(t) / 700e12;
+  const bool graphs_first = gpu_step_s > cpu_adamw_s;
+  int64_t room = budget - (fixed + slots * per_slot + saved + working);
+  int64_t device_opt_bytes = 0;
+  auto claim_optimizer = [&] {
+    if (e.device_optimizer_units >= 0) {
+      p.device_optimizer_units = std::min(e.device_optimizer_units, layout.num_units());
+    } else if (in.cuda && slots == L && !offload) {
+      for (int u = 0; u < layout.num_units(); ++u) {
+        const int64_t cost = 12 * layout.layout(u).numel();
+        if (cost > room) break;
+        room -= cost;
+        ++p.device_optimizer_units;
+      }
+    }
+    for (int u = 0; u < p.device_optimizer_units; ++u) device_opt_bytes += 12 * layout.layout(u).numel();
+  };
+  auto claim_graphs = [&] {
+    if (e.keep_graph_layers >= 0) {
+      p.keep_graph_layers = std::min(e.keep_graph_layers, L);
+    } else if (in.cuda && !offload) {
+      // With sliding slots only the layers still resident at the turn (the last `slots`) can
+      // keep their graph: the executor recomputes any layer whose slot was reloaded.
+      p.keep_graph_layers = static_cast<int>(std::clamp<int64_t>(
+          std::max<int64_t>(room, 0) / std::max<int64_t>(per_graph, 1), 0, slots));
+      room -= p.keep_graph_layers * per_graph;
+    }
+  };
+  if (graphs_first) {
+    claim_graphs();
+    claim_optimizer();
+  } else {
+    claim_optimizer();
+    claim_graphs();
   }
   p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
   p.need.device = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph +
