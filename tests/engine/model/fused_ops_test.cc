@@ -4,6 +4,7 @@
 // input as a strided split of one qkv tensor. CUDA builds run them on the GPU (skipped without
 // a device); CPU builds run the same wrappers over the host definitions of the launchers.
 // The last tests run whole decoder layers with the kernels on and off.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -197,6 +198,21 @@ TEST_P(FusedOpsTest, CrossEntropyMatchesAten) {
     // each valid gradient row sums to ~0 (softmax sums to 1, minus the one-hot)
     EXPECT_LT(train.to(at::kFloat).sum(1).abs().max().item<double>(), 1e-2 * scale) << what;
   }
+}
+
+// A target outside the vocabulary poisons its own row (NaN loss and gradient) instead of
+// reading out of bounds; the other rows are unaffected.
+TEST_P(FusedOpsTest, CrossEntropyTargetOutOfRangeIsNanForItsRowOnly) {
+  SFD_FUSED_DEVICE_OR_SKIP(dev);
+  const int64_t vocab = 64;
+  at::Tensor logits0 = at::randn({3, vocab}).to(dev, GetParam());
+  at::Tensor targets = at::tensor({int64_t{5}, vocab, int64_t{7}}, at::kLong).to(dev);
+  at::Tensor logits = logits0.clone();
+  at::Tensor ce = FusedCrossEntropy(logits, targets, 1.0).cpu();
+  EXPECT_TRUE(std::isnan(ce[1].item<float>()));
+  EXPECT_TRUE(at::isnan(logits[1].to(at::kFloat)).all().item<bool>());
+  EXPECT_TRUE(std::isfinite(ce[0].item<float>()) && std::isfinite(ce[2].item<float>()));
+  EXPECT_FALSE(at::isnan(logits[0].to(at::kFloat)).any().item<bool>());
 }
 
 TEST_P(FusedOpsTest, CrossEntropyRejectsBadShapes) {
