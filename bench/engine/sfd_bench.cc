@@ -170,7 +170,7 @@ int Run(const Args& a) {
   StepStats last;
   double peak_dev = 0, peak_rss = 0;
   std::printf("STEP,step,loss,grad_norm,lr,step_s,tokens_s,tflops,peak_dev_gib,rss_gib,h2d_gb,d2h_gb,"
-              "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s,nvme_gb\n");
+              "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s,nvme_gb,stall_act_s\n");
   const int trace_step = a.Has("trace") ? std::stoi(a.Get("trace-step", "4")) : -1;
   for (size_t i = 0; i < batches.size(); ++i) {
 #if SFD_BENCH_TRACE
@@ -192,12 +192,13 @@ int Run(const Args& a) {
     }
     last = *st;
     const double gib = 1 << 30;
-    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f\n",
+    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f\n",
                 static_cast<long long>(st->step), st->loss, st->grad_norm, st->lr, st->step_seconds,
                 st->tokens / st->step_seconds, st->model_flops / st->step_seconds / 1e12,
                 st->peak.device / gib, st->host_rss / gib, st->h2d_bytes / 1e9, st->d2h_bytes / 1e9,
                 st->stall_weights_seconds, st->stall_optimizer_seconds, st->optimizer_seconds,
-                st->forward_seconds, st->backward_seconds, st->nvme_bytes / 1e9);
+                st->forward_seconds, st->backward_seconds, st->nvme_bytes / 1e9,
+                st->stall_activations_seconds);
     std::fflush(stdout);
     if (static_cast<int>(i) >= warm) times.push_back(st->step_seconds);
     peak_dev = std::max(peak_dev, st->peak.device / gib);

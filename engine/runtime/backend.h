@@ -25,6 +25,9 @@ class Event {
   virtual void Record(StreamId stream) = 0;
   virtual void Synchronize() = 0;
   virtual bool Query() = 0;  // true when everything recorded before it has finished
+  // Seconds from `start` to this event on the device timeline. Both must come from
+  // NewTimingEvent, be recorded and have completed (e.g. after Backend::Synchronize).
+  virtual double SecondsSince(Event& start) = 0;
 };
 
 // While alive, torch ops issued by this thread run on the given stream.
@@ -54,6 +57,9 @@ class Backend {
   virtual std::string name() const = 0;
 
   virtual std::unique_ptr<Event> NewEvent() = 0;
+  // An event that also records when it was reached (CUDA: timing enabled; CPU: host clock at
+  // Record, where every operation is synchronous).
+  virtual std::unique_ptr<Event> NewTimingEvent() = 0;
   // Device-side wait: work queued on `stream` after this call starts after `event`.
   virtual void StreamWait(StreamId stream, Event& event) = 0;
   // Async copy of `src` into `dst` (same numel and dtype, contiguous) on `stream`.

@@ -1,5 +1,7 @@
-// The CPU stand-in for the device tier: host memory, synchronous copies, no-op events.
+// The CPU stand-in for the device tier: host memory, synchronous copies, events that only
+// record the host clock.
 #include <atomic>
+#include <chrono>
 
 #include "engine/common/status.h"
 #include "engine/runtime/backend.h"
@@ -9,9 +11,15 @@ namespace {
 
 class CpuEvent final : public Event {
  public:
-  void Record(StreamId) override {}
+  void Record(StreamId) override { at_ = std::chrono::steady_clock::now(); }
   void Synchronize() override {}
   bool Query() override { return true; }
+  double SecondsSince(Event& start) override {
+    return std::chrono::duration<double>(at_ - static_cast<CpuEvent&>(start).at_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point at_{};
 };
 
 class CpuScope final : public StreamScope {};
@@ -22,6 +30,7 @@ class CpuBackend final : public Backend {
   at::Device device() const override { return at::Device(at::kCPU); }
   std::string name() const override { return "cpu"; }
   std::unique_ptr<Event> NewEvent() override { return std::make_unique<CpuEvent>(); }
+  std::unique_ptr<Event> NewTimingEvent() override { return std::make_unique<CpuEvent>(); }
   void StreamWait(StreamId, Event&) override {}
   void Copy(const at::Tensor& dst, const at::Tensor& src, StreamId) override { dst.copy_(src); }
   std::unique_ptr<StreamScope> Use(StreamId) override { return std::make_unique<CpuScope>(); }

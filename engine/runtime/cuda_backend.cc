@@ -27,15 +27,19 @@ class CudaBackend;
 
 class CudaEventImpl final : public Event {
  public:
-  explicit CudaEventImpl(CudaBackend* backend) : backend_(backend) {}
+  CudaEventImpl(CudaBackend* backend, bool timing)
+      : backend_(backend), event_(timing ? cudaEventDefault : cudaEventDisableTiming) {}
   void Record(StreamId stream) override;
   void Synchronize() override { event_.synchronize(); }
   bool Query() override { return event_.query(); }
+  double SecondsSince(Event& start) override {
+    return static_cast<CudaEventImpl&>(start).event_.elapsed_time(event_) / 1e3;
+  }
   at::cuda::CUDAEvent& event() { return event_; }
 
  private:
   CudaBackend* backend_;
-  at::cuda::CUDAEvent event_{cudaEventDisableTiming};
+  at::cuda::CUDAEvent event_;
 };
 
 class CudaScope final : public StreamScope {
@@ -67,7 +71,10 @@ class CudaBackend final : public Backend {
   bool is_cuda() const override { return true; }
   at::Device device() const override { return at::Device(at::kCUDA, index_); }
   std::string name() const override { return name_; }
-  std::unique_ptr<Event> NewEvent() override { return std::make_unique<CudaEventImpl>(this); }
+  std::unique_ptr<Event> NewEvent() override { return std::make_unique<CudaEventImpl>(this, false); }
+  std::unique_ptr<Event> NewTimingEvent() override {
+    return std::make_unique<CudaEventImpl>(this, true);
+  }
   void StreamWait(StreamId s, Event& e) override {
     static_cast<CudaEventImpl&>(e).event().block(stream(s));
   }

@@ -281,6 +281,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     }
     std::vector<LayerGraph> graphs(layout_.num_layers());
     std::vector<int64_t> act_shape;
+    std::vector<std::pair<std::unique_ptr<Event>, std::unique_ptr<Event>>> act_waits;
     auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
       if (!offload || layer < 0 || prefetched[layer]) return;
       saved[layer] = PrefetchActivation(layer, act_shape);
@@ -300,6 +301,10 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         chunk_rows = options_.layer_chunk_tokens > 0
                          ? std::max<int64_t>(1, options_.layer_chunk_tokens / mb.seq)
                          : mb.rows;
+        // Balanced chunks: 64 rows at most 12 per chunk run as 6 chunks of 10-11 rows, not
+        // five of 12 and a small, less efficient one of 4.
+        const int64_t chunks = (mb.rows + chunk_rows - 1) / chunk_rows;
+        chunk_rows = (mb.rows + chunks - 1) / chunks;
       }
       if (use.load >= 0) {
         const double t0 = Now();
@@ -385,7 +390,13 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         if (offload) {
           if (!kept) prefetch(ref.layer);
           prefetch(ref.layer - 1);  // one layer ahead
-          if (!kept) backend_->StreamWait(StreamId::kCompute, *act_h2d_done_[ref.layer]);
+          if (!kept) {
+            // Timed: the gap between the two events is how long compute sat waiting.
+            act_waits.emplace_back(backend_->NewTimingEvent(), backend_->NewTimingEvent());
+            act_waits.back().first->Record(StreamId::kCompute);
+            backend_->StreamWait(StreamId::kCompute, *act_h2d_done_[ref.layer]);
+            act_waits.back().second->Record(StreamId::kCompute);
+          }
         }
         if (kept) {
           dx = BackwardLayer(graphs[ref.layer], dx, slot.grads, /*accumulate=*/false);
@@ -491,7 +502,8 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         stats.d2h_bytes += src.nbytes();
       }
     }
-    stats.ce_sum = ce_total.item<double>();
+    stats.ce_sum = ce_total.item<double>();  // synchronises the compute stream
+    for (auto& w : act_waits) stats.stall_activations_seconds += w.second->SecondsSince(*w.first);
   });
   if (!run_status.ok()) Fail(run_status);
   {  // the stager reads `sched` until it has finished (or abandoned) the pass

@@ -88,6 +88,9 @@ struct PassStats {
   double stall_weights_seconds = 0;
   double stall_optimizer_seconds = 0;
   double stall_drain_seconds = 0;
+  // Device time the compute stream waited for saved layer inputs coming back from pinned host
+  // memory (activation offload), measured with timing events around each wait.
+  double stall_activations_seconds = 0;
   // Direct mode: sum of squares of the whole step's gradient, computed on the device
   // (-1 when the gradient is in the fp32 host arenas instead).
   double grad_sumsq = -1;

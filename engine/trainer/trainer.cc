@@ -339,6 +339,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.optimizer_seconds = m.optimizer->last_update_seconds();
   st.stall_weights_seconds = pass.stall_weights_seconds;
   st.stall_optimizer_seconds = pass.stall_optimizer_seconds + pass.stall_drain_seconds;
+  st.stall_activations_seconds = pass.stall_activations_seconds;
   st.h2d_bytes = pass.h2d_bytes;
   st.d2h_bytes = pass.d2h_bytes;
   const DeviceMemory dm = m.backend->Memory();

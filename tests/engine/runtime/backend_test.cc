@@ -1,0 +1,56 @@
+// Timing events of the Backend (what the executor's activation-stall metric is made of): on the
+// CPU tier they measure the host time between their records; on CUDA, two events recorded on
+// the compute stream around a wait for an H2D copy measure how long compute sat waiting for it
+// (at least the copy's duration), and around no wait next to nothing.
+#include "engine/runtime/backend.h"
+
+#include <chrono>
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace sfd {
+namespace {
+
+TEST(BackendTimingTest, CpuEventsMeasureHostTimeBetweenRecords) {
+  auto backend = CreateCpuBackend();
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::unique_ptr<Event> a = (*backend)->NewTimingEvent(), b = (*backend)->NewTimingEvent();
+  a->Record(StreamId::kCompute);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  b->Record(StreamId::kCompute);
+  const double s = b->SecondsSince(*a);
+  EXPECT_GE(s, 0.025);
+  EXPECT_LT(s, 5.0);
+  EXPECT_LE(a->SecondsSince(*b), -0.025);
+}
+
+TEST(BackendTimingTest, CudaEventsAroundAWaitMeasureTheStall) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
+  auto backend = CreateCudaBackend(0);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  Backend& be = **backend;
+  const int64_t n = int64_t{1} << 28;  // 512 MiB of bf16: ~10 ms at 55 GB/s
+  auto host = be.AllocPinned(n, at::kBFloat16);
+  auto dev = be.AllocDevice(n, at::kBFloat16);
+  ASSERT_TRUE(host.ok() && dev.ok());
+  std::unique_ptr<Event> copied = be.NewEvent();
+  std::unique_ptr<Event> before = be.NewTimingEvent(), after = be.NewTimingEvent();
+  std::unique_ptr<Event> idle0 = be.NewTimingEvent(), idle1 = be.NewTimingEvent();
+  be.Synchronize();
+  be.Copy(*dev, *host, StreamId::kH2D);
+  copied->Record(StreamId::kH2D);
+  before->Record(StreamId::kCompute);
+  be.StreamWait(StreamId::kCompute, *copied);
+  after->Record(StreamId::kCompute);
+  idle0->Record(StreamId::kCompute);  // nothing to wait for between these two
+  idle1->Record(StreamId::kCompute);
+  be.Synchronize();
+  const double stall = after->SecondsSince(*before);
+  EXPECT_GT(stall, 0.002) << "a 512 MiB H2D copy took no time?";
+  EXPECT_LT(stall, 2.0);
+  EXPECT_LT(idle1->SecondsSince(*idle0), 0.001);
+}
+
+}  // namespace
+}  // namespace sfd
