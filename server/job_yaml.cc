@@ -261,7 +261,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     return Bad("training.gradient_accumulation_steps",
                absl::StrCat("must be in [1, 65536], got ", t.gradient_accumulation_steps()));
   const auto& o = t.optimizer();
-  SFD_RETURN_IF_ERROR(OneOf("training.optimizer.name", o.name(), {"adamw"}));
+  SFD_RETURN_IF_ERROR(OneOf("training.optimizer.name", o.name(), {"adamw", "adamw_8bit"}));
+  if (o.name() == "adamw_8bit" && !s.engine().nvme_dir().empty()) {
+    return Bad("training.optimizer.name",
+               "adamw_8bit keeps its 8-bit moments in RAM and cannot be combined with engine.nvme_dir "
+               "(the NVMe tier stores fp32 moments)");
+  }
   if (!(o.lr() > 0 && o.lr() <= 10)) return Bad("training.optimizer.lr", absl::StrCat("must be > 0 (and <= 10), got ", o.lr()));
   if (!(o.beta1() >= 0 && o.beta1() < 1)) return Bad("training.optimizer.betas[0]", absl::StrCat("must be in [0, 1), got ", o.beta1()));
   if (!(o.beta2() >= 0 && o.beta2() < 1)) return Bad("training.optimizer.betas[1]", absl::StrCat("must be in [0, 1), got ", o.beta2()));

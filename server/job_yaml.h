@@ -7,7 +7,7 @@
 //   data: {train, eval, eval_fraction, format, chat_template, train_on, packing, max_seq_len,
 //          shuffle}
 //   training: {epochs, max_steps, micro_batch_size, gradient_accumulation_steps,
-//              optimizer: {name, lr, betas: [b1, b2], eps, weight_decay},
+//              optimizer: {name (adamw | adamw_8bit), lr, betas: [b1, b2], eps, weight_decay},
 //              lr_scheduler, warmup_steps, min_lr_ratio, max_grad_norm, seed}
 //   eval: {every_steps, max_batches}
 //   checkpoint: {every_steps, keep_last, on_cancel}

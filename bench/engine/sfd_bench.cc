@@ -8,6 +8,7 @@
 //             [--dtype bf16|fp32] [--cpu-threads N] [--slots K] [--budget-gib X] [--timing-warmup N]
 //             [--activations auto|device|host] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
+//             [--optimizer adamw|adamw_8bit]   adamw_8bit: 8-bit moments (optim/adamw_8bit.h)
 //             [--trace FILE --trace-step N]   (sfd_bench_trace only: Kineto trace of step N)
 //             [--stream-passes N]   after training: N forward-only passes of the first batch,
 //                                   printing STREAM with the weight bytes streamed H2D per second
@@ -119,6 +120,12 @@ int Run(const Args& a) {
   spec.optimizer.lr = std::stod(a.Get("lr", "1e-5"));
   spec.optimizer.beta2 = std::stod(a.Get("beta2", "0.999"));
   spec.optimizer.weight_decay = std::stod(a.Get("weight-decay", "0"));
+  const std::string optimizer = a.Get("optimizer", "adamw");
+  if (optimizer != "adamw" && optimizer != "adamw_8bit") {
+    std::fprintf(stderr, "error: --optimizer must be adamw or adamw_8bit, got %s\n", optimizer.c_str());
+    return 2;
+  }
+  spec.optimizer.moments_8bit = optimizer == "adamw_8bit";
   spec.max_grad_norm = std::stod(a.Get("max-grad-norm", "1.0"));
   const std::string sched = a.Get("schedule", "constant");
   spec.schedule.kind = sched == "cosine" ? LrScheduleKind::kCosine

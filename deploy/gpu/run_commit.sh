@@ -7,7 +7,8 @@
 #          dir), then runs each stage: tests (runtime/model/trainer binaries, TEST_FILTER),
 #          gdbtest (cuda-gdb backtrace of GDB_FILTER), bench-stage-trace (SFD_STAGE_TRACE of
 #          SFD_BENCH_RUNS_TRACE), bench-threads (--cpu-threads SFD_THREADS on SFD_BENCH_RUNS_THREADS),
-#          bench-unfused (SFD_FUSED_OPS=0 on SFD_BENCH_RUNS_UNFUSED), or any run_gpu.sh stage.
+#          bench-unfused (SFD_FUSED_OPS=0 on SFD_BENCH_RUNS_UNFUSED), cpuadam (bench_cpu_adam at
+#          SFD_ADAM_THREADS, default 16), or any run_gpu.sh stage.
 # The device returns at most 8 files from $OUT per call: print what matters to stdout.
 set -u
 DEPS=$PWD/.deps  # the repo root on the device
@@ -28,7 +29,7 @@ if ! bash deploy/gpu/run_gpu.sh build; then
 fi
 for stage in ${STAGES}; do
   case $stage in
-    tests) for t in engine_runtime_tests engine_model_tests engine_trainer_tests; do
+    tests) for t in engine_runtime_tests engine_model_tests engine_trainer_tests engine_optim_tests; do
              [ -x /tmp/sfd-build-gpu/tests/$t ] || continue
              /tmp/sfd-build-gpu/tests/$t --gtest_filter="${TEST_FILTER:-*}" > /tmp/$t.log 2>&1; echo "$t rc=$?"
              grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|error" /tmp/$t.log | head -20
@@ -38,6 +39,8 @@ for stage in ${STAGES}; do
     bench-stage-trace) SFD_STAGE_TRACE=$OUT/stage-trace.csv SFD_BENCH_TAG=-traced SFD_BENCH_RUNS="$SFD_BENCH_RUNS_TRACE" bash deploy/gpu/run_gpu.sh bench ;;
     bench-threads) SFD_BENCH_FLAGS="--cpu-threads $SFD_THREADS" SFD_BENCH_TAG=-t$SFD_THREADS SFD_BENCH_RUNS="$SFD_BENCH_RUNS_THREADS" bash deploy/gpu/run_gpu.sh bench ;;
     bench-unfused) SFD_FUSED_OPS=0 SFD_BENCH_TAG=-unfused SFD_BENCH_RUNS="$SFD_BENCH_RUNS_UNFUSED" bash deploy/gpu/run_gpu.sh bench ;;
+    cpuadam) /tmp/sfd-build-gpu/bench/cpu_adam/bench_cpu_adam --threads=${SFD_ADAM_THREADS:-16} > $OUT/cpu_adam.log 2>&1
+             echo "bench_cpu_adam rc=$?"; cat $OUT/cpu_adam.log ;;
     *) bash deploy/gpu/run_gpu.sh $stage ;;
   esac
 done

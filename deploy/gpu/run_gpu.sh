@@ -6,8 +6,9 @@
 # layer : bench/layer/layer_bench (one decoder layer, fused ops off vs on; SFD_LAYER_ARGS)
 # parity: tests/gpu/parity_1b.py (sfd vs transformers AMP, 20 steps, 1B Llama shape)
 # bench : sfd_bench on the 3B/8B shapes of bench/results (SFD_BENCH_RUNS overrides:
-#         "shape:batch:seq:budgetGiB[:max_grad_norm]" ..., max_grad_norm 0 = no clipping, which
-#         streams the update during the backward; default 1.0)
+#         "shape:batch:seq:budgetGiB[:max_grad_norm[:optimizer]]" ..., max_grad_norm 0 = no
+#         clipping, which streams the update during the backward; default 1.0; optimizer adamw
+#         (default) or adamw_8bit; SFD_BENCH_FLAGS adds sfd_bench flags to every run)
 # trace : Kineto trace of one step per run (SFD_TRACE_RUNS, same format) -> kernel classes, top
 #         kernels and the idle gaps (bench/engine/trace_summary.py)
 # nvme  : bench/nvme/nvme_bench (raw O_DIRECT io_uring rate vs NvmeStore) on /tmp, then sfd_bench
@@ -75,13 +76,15 @@ if [[ $stages == *" bench "* ]]; then
   make_shapes
   RUNS=${SFD_BENCH_RUNS:-"llama-3b:8:1024:8 llama-3b:8:1024:0"}
   for r in $RUNS; do
-    IFS=: read -r shape bs seq budget clip <<< "$r"
+    IFS=: read -r shape bs seq budget clip opt <<< "$r"
     clip=${clip:-1.0}
-    log "sfd $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=$clip"
+    opt=${opt:-adamw}
+    tag="${SFD_BENCH_TAG:-}"; [[ $opt == adamw ]] || tag="-$opt$tag"
+    log "sfd $shape bs$bs seq$seq budget=${budget}GiB max_grad_norm=$clip optimizer=$opt"
     $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps ${SFD_BENCH_STEPS:-7} \
-      --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm $clip ${SFD_BENCH_FLAGS:-} --label "$shape-b$budget-c$clip${SFD_BENCH_TAG:-}" \
-      > "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip${SFD_BENCH_TAG:-}.log" 2>&1
-    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip${SFD_BENCH_TAG:-}.log" | tail -${SFD_BENCH_TAIL:-12}
+      --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm $clip --optimizer $opt ${SFD_BENCH_FLAGS:-} --label "$shape-b$budget-c$clip$tag" \
+      > "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip$tag.log" 2>&1
+    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error" "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip$tag.log" | tail -${SFD_BENCH_TAIL:-12}
   done
 fi
 if [[ $stages == *" trace "* && -x $BUILD/bench/engine/sfd_bench_trace ]]; then

@@ -8,13 +8,11 @@
 #include <vector>
 
 #include "engine/common/status.h"
+#include "engine/optim/adamw_8bit.h"
 #include "engine/optim/cpu_adamw_kernels.h"
 
 namespace sfd {
-namespace {
-
-using optim_internal::AdamWConsts;
-using optim_internal::KernelTable;
+namespace optim_internal {
 
 AdamWConsts MakeAdamWConsts(const AdamWStep& hp) {
   const double lr = hp.lr, beta1 = hp.beta1, beta2 = hp.beta2;
@@ -35,6 +33,14 @@ AdamWConsts MakeAdamWConsts(const AdamWStep& hp) {
   c.neg_step_size = static_cast<float>(-(lr / bc1));
   return c;
 }
+
+}  // namespace optim_internal
+
+namespace {
+
+using optim_internal::AdamWConsts;
+using optim_internal::KernelTable;
+using optim_internal::MakeAdamWConsts;
 
 bool CpuHasAvx512() {
   __builtin_cpu_init();
@@ -191,6 +197,24 @@ void CpuAdamW::UpdateBf16Grad(const AdamWStep& hp, float* param, float* m, float
   const auto kernel = Kernels(level_).adamw_bf16_grad;
   ForChunks(pool_, n, chunk_elems_, [&](int64_t b, int64_t count) {
     kernel(c, param + b, m + b, v + b, grad + b, param_bf16 ? param_bf16 + b : nullptr, count);
+  });
+}
+
+void CpuAdamW::Update8bit(const AdamWStep& hp, float* param, const Q8Moments& q, const float* grad,
+                          uint16_t* param_bf16, int64_t n) {
+  SFD_CHECK(chunk_elems_ % kQ8Block == 0);
+  ForChunks(pool_, n, chunk_elems_, [&](int64_t b, int64_t count) {
+    AdamW8bitKernel(level_, hp, b, param + b, q.At(b), grad + b, param_bf16 ? param_bf16 + b : nullptr,
+                    count);
+  });
+}
+
+void CpuAdamW::Update8bitBf16Grad(const AdamWStep& hp, float* param, const Q8Moments& q,
+                                  const uint16_t* grad, uint16_t* param_bf16, int64_t n) {
+  SFD_CHECK(chunk_elems_ % kQ8Block == 0);
+  ForChunks(pool_, n, chunk_elems_, [&](int64_t b, int64_t count) {
+    AdamW8bitKernelBf16Grad(level_, hp, b, param + b, q.At(b), grad + b,
+                            param_bf16 ? param_bf16 + b : nullptr, count);
   });
 }
 

@@ -43,7 +43,10 @@ struct AdamWStep {
   float weight_decay = 0.0f;
   int64_t step = 1;         // 1-based step count AFTER increment (for bias correction)
   float grad_scale = 1.0f;  // grads are multiplied by this first (global-norm clip coefficient)
+  uint32_t seed = 0;        // 8-bit moments only: stochastic-rounding stream (adamw_8bit.h)
 };
+
+struct Q8Moments;  // adamw_8bit.h
 
 // One contiguous shard: param, m (exp_avg), v (exp_avg_sq), grad all fp32 [n], host.
 // If param_bf16 != nullptr, also writes bf16 (round-to-nearest-even) of the updated param
@@ -82,6 +85,12 @@ class CpuAdamW {
               uint16_t* param_bf16, int64_t n);
   void UpdateBf16Grad(const AdamWStep& hp, float* param, float* m, float* v, const uint16_t* grad,
                       uint16_t* param_bf16, int64_t n);
+  // 8-bit moments (adamw_8bit.h): `param` etc. start at element 0 of a unit (the chunks are
+  // block-aligned and the rounding stream indexes elements from there).
+  void Update8bit(const AdamWStep& hp, float* param, const Q8Moments& q, const float* grad,
+                  uint16_t* param_bf16, int64_t n);
+  void Update8bitBf16Grad(const AdamWStep& hp, float* param, const Q8Moments& q,
+                          const uint16_t* grad, uint16_t* param_bf16, int64_t n);
   // Deterministic: per-chunk partial sums are added in chunk order.
   double SumSquares(const float* x, int64_t n);
   double SumSquaresBf16(const uint16_t* x, int64_t n);

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "engine/optim/adamw_8bit.h"
+
 namespace sfd {
 namespace optim_internal {
 
@@ -39,9 +41,23 @@ struct KernelTable {
   void (*add_bf16_to_float)(const uint16_t* src, float* dst, int64_t n);
 };
 
+// adamw_8bit.h's kernels (adamw_8bit_{scalar,avx2,avx512}.cc, body in adamw_8bit_kernel.inc).
+struct Q8KernelTable {
+  void (*adamw8)(const AdamWConsts& c, uint32_t seed, int64_t index0, float* param,
+                 const Q8Moments& q, const float* grad, uint16_t* param_bf16, int64_t n);
+  void (*adamw8_bf16_grad)(const AdamWConsts& c, uint32_t seed, int64_t index0, float* param,
+                           const Q8Moments& q, const uint16_t* grad, uint16_t* param_bf16, int64_t n);
+};
+
+// The fp32 constants of one update (cpu_adamw.cc).
+AdamWConsts MakeAdamWConsts(const AdamWStep& hp);
+
 extern const KernelTable kScalarKernels;
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512Kernels;
+extern const Q8KernelTable kQ8ScalarKernels;
+extern const Q8KernelTable kQ8Avx2Kernels;
+extern const Q8KernelTable kQ8Avx512Kernels;
 
 }  // namespace optim_internal
 }  // namespace sfd

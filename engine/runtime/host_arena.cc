@@ -17,25 +17,38 @@ bool OnNvme(const std::vector<bool>& moments_on_nvme, int u) {
 }
 }  // namespace
 
+Q8Moments HostUnit::q8() const {
+  SFD_CHECK(moments_8bit()) << "unit has fp32 moments";
+  return {m.data_ptr<uint8_t>(), m_scale.data_ptr<float>(), v.data_ptr<uint8_t>(), v_scale.data_ptr<float>()};
+}
+
 int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads,
-                      const std::vector<bool>& moments_on_nvme) {
+                      const std::vector<bool>& moments_on_nvme, bool moments_8bit) {
   int64_t bytes = 0;
   for (int u = 0; u < layout.num_units(); ++u) {
     const int64_t n = layout.layout(u).numel();
-    bytes += n * 4 * ((OnNvme(moments_on_nvme, u) ? 1 : 3) + (all_grads ? 1 : 0));
+    bytes += n * 4 * (1 + (all_grads ? 1 : 0));  // master, grad
+    if (OnNvme(moments_on_nvme, u)) continue;
+    bytes += moments_8bit ? 2 * (n + 4 * Q8Blocks(n)) : 8 * n;
   }
   return bytes + (bf16_mirror ? MirrorBytes(layout) : 0);
 }
 
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
                                                         bool bf16_mirror, bool all_grads,
-                                                        const std::vector<bool>& moments_on_nvme) {
+                                                        const std::vector<bool>& moments_on_nvme,
+                                                        bool moments_8bit) {
   std::vector<HostUnit> units(layout.num_units());
   absl::Status st = compat::CatchTorch("allocating host arenas", [&] {
     for (int u = 0; u < layout.num_units(); ++u) {
       const int64_t n = layout.layout(u).numel();
       units[u].master = at::zeros({n}, at::kFloat);
-      if (!OnNvme(moments_on_nvme, u)) {
+      if (moments_8bit) {  // code 0 at scale 0: zero moments, like fp32
+        units[u].m = at::zeros({n}, at::kByte);
+        units[u].v = at::zeros({n}, at::kByte);
+        units[u].m_scale = at::zeros({Q8Blocks(n)}, at::kFloat);
+        units[u].v_scale = at::zeros({Q8Blocks(n)}, at::kFloat);
+      } else if (!OnNvme(moments_on_nvme, u)) {
         units[u].m = at::zeros({n}, at::kFloat);
         units[u].v = at::zeros({n}, at::kFloat);
       }

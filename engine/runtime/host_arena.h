@@ -11,6 +11,9 @@
 //   grad    fp32 [numel]  host     gradient accumulated over a step's micro-batches; only for
 //                                  fp32 compute or once a step with several micro-batches
 //                                  needs it (allocated then).
+// With 8-bit moments (optimizer adamw_8bit, optim/adamw_8bit.h) m and v hold codes instead:
+//   m, v    uint8 [numel]  host    codes of exp_avg and sqrt(exp_avg_sq)
+//   m_scale, v_scale fp32 [Q8Blocks(numel)] host  per-block scales
 #pragma once
 
 #include <cstdint>
@@ -20,26 +23,32 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_layout.h"
+#include "engine/optim/adamw_8bit.h"
 #include "engine/runtime/backend.h"
 
 namespace sfd {
 
 struct HostUnit {
   at::Tensor master, m, v, mirror, grad;
+  at::Tensor m_scale, v_scale;  // 8-bit moments only
   int64_t numel() const { return master.numel(); }
+  bool moments_8bit() const { return m_scale.defined(); }
+  Q8Moments q8() const;  // the 8-bit moments (moments_8bit() only)
 };
 
-// Allocates zeroed master/m/v for every unit (no m/v where `moments_on_nvme[u]`), a pinned
-// bf16 mirror per unit when `bf16_mirror`, and fp32 grads when `all_grads`.
+// Allocates zeroed master/m/v for every unit (no m/v where `moments_on_nvme[u]`; 8-bit codes
+// and scales when `moments_8bit`), a pinned bf16 mirror per unit when `bf16_mirror`, and fp32
+// grads when `all_grads`.
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
                                                         bool bf16_mirror, bool all_grads,
-                                                        const std::vector<bool>& moments_on_nvme = {});
+                                                        const std::vector<bool>& moments_on_nvme = {},
+                                                        bool moments_8bit = false);
 // Allocates the fp32 grad arena of every unit that lacks one.
 absl::Status EnsureGradArenas(std::vector<HostUnit>* units);
 
 // Host bytes (pageable, pinned) AllocateHostUnits will take.
 int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads,
-                      const std::vector<bool>& moments_on_nvme = {});
+                      const std::vector<bool>& moments_on_nvme = {}, bool moments_8bit = false);
 int64_t MirrorBytes(const ModelLayout& layout);
 
 }  // namespace sfd

@@ -186,7 +186,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   auto claim_optimizer = [&] {
     if (e.device_optimizer_units >= 0) {
       p.device_optimizer_units = std::min(e.device_optimizer_units, layout.num_units());
-    } else if (in.cuda && slots == L && !offload) {
+    } else if (in.cuda && slots == L && !offload && !in.moments_8bit) {
       for (int u = 0; u < layout.num_units(); ++u) {
         const int64_t cost = 12 * layout.layout(u).numel();
         if (cost > room) break;
@@ -233,7 +233,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     p.need.nvme += file;
     nvme_staging = std::max(nvme_staging, file * NvmeStoreOptions{}.staging_buffers);
   }
-  p.need.host = HostUnitBytes(layout, bf16, !bf16, nvme) - (bf16 ? MirrorBytes(layout) : 0) + nvme_staging;
+  p.need.host = HostUnitBytes(layout, bf16, !bf16, nvme, in.moments_8bit) -
+                (bf16 ? MirrorBytes(layout) : 0) + nvme_staging;
   p.available.device = in.device_free;
   p.available.host = in.host_available;
   p.available.nvme = in.nvme_available;
@@ -247,7 +248,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed; AdamW of "
     << p.device_optimizer_units << " unit(s) on the device), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
-    << " host (fp32 master+m+v)";
+    << (in.moments_8bit ? " host (fp32 master, 8-bit m+v)" : " host (fp32 master+m+v)");
   if (p.nvme_layers > 0) {
     s << "; AdamW moments of " << p.nvme_layers << " of " << L << " layers on NVMe: "
       << Gib(p.need.nvme) << " in " << e.nvme_dir << " (" << Gib(nvme_staging) << " host staging)";

@@ -161,9 +161,19 @@ void OptimizerStage::UpdateUnit(int u, const AdamWStep& hp, bool in_mirror) {
       next = PredictNextNvmeLocked(u, hp.step);
     }
     Prefetch(next);
-  } else {
+  } else if (!h.moments_8bit()) {
     m = h.m.data_ptr<float>();
     v = h.v.data_ptr<float>();
+  }
+  if (h.moments_8bit()) {
+    AdamWStep hp8 = hp;
+    hp8.seed = Q8Seed(hp.step, u);
+    if (in_mirror) {
+      adam_->Update8bitBf16Grad(hp8, h.master.data_ptr<float>(), h.q8(), out, out, h.numel());
+    } else {
+      adam_->Update8bit(hp8, h.master.data_ptr<float>(), h.q8(), h.grad.data_ptr<float>(), out, h.numel());
+    }
+    return;
   }
   if (in_mirror) {  // bf16 grads in the mirror, new bf16 weights over them
     adam_->UpdateBf16Grad(hp, h.master.data_ptr<float>(), m, v, out, out, h.numel());
@@ -270,9 +280,17 @@ bool OptimizerStage::PickLocked(int64_t step, int* unit, bool* partial) {
   return false;
 }
 
+bool OptimizerStage::RowsSplittable(int u) const {
+  const HostUnit& h = (*host_)[u];
+  return !h.moments_8bit() || split_[u].row_elems % kQ8Block == 0;
+}
+
 void OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
   HostUnit& h = (*host_)[u];
   const RowSplit& r = split_[u];
+  // 8-bit moments share a scale per block of kQ8Block elements: rows that do not tile into
+  // blocks wait for the held rows and the unit is updated whole (UpdateHeldRows).
+  if (!RowsSplittable(u)) return;
   SFD_CHECK(nvme_ == nullptr || !nvme_->on_nvme(u)) << "row-split unit " << u << " on NVMe";
   const int64_t rows = h.numel() / r.row_elems;
   // Row ranges between the held rows, cut into pieces of about one AdamW chunk.
@@ -289,10 +307,20 @@ void OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
   }
   if (begin < rows) add_range(begin, rows);
   float* master = h.master.data_ptr<float>();
-  float* m = h.m.data_ptr<float>();
-  float* v = h.v.data_ptr<float>();
   auto* mirror = reinterpret_cast<uint16_t*>(h.mirror.data_ptr());
   const SimdLevel level = adam_->level();
+  if (h.moments_8bit()) {  // pieces are whole rows, so whole blocks
+    AdamWStep hp8 = hp;
+    hp8.seed = Q8Seed(hp.step, u);
+    const Q8Moments q = h.q8();
+    adam_->pool()->ParallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t i) {
+      const int64_t off = pieces[i].first, cnt = pieces[i].second;
+      AdamW8bitKernelBf16Grad(level, hp8, off, master + off, q.At(off), mirror + off, mirror + off, cnt);
+    });
+    return;
+  }
+  float* m = h.m.data_ptr<float>();
+  float* v = h.v.data_ptr<float>();
   adam_->pool()->ParallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t i) {
     const int64_t off = pieces[i].first, cnt = pieces[i].second;
     AdamWKernelBf16Grad(level, hp, master + off, m + off, v + off, mirror + off, mirror + off, cnt);
@@ -303,11 +331,28 @@ void OptimizerStage::UpdateHeldRows(int u, const AdamWStep& hp) {
   HostUnit& h = (*host_)[u];
   const RowSplit& r = split_[u];
   float* master = h.master.data_ptr<float>();
-  float* m = h.m.data_ptr<float>();
-  float* v = h.v.data_ptr<float>();
   auto* mirror = reinterpret_cast<uint16_t*>(h.mirror.data_ptr());
   const SimdLevel level = adam_->level();
   const int64_t d = r.row_elems;
+  if (h.moments_8bit()) {
+    adam_->pool()->ParallelFor(static_cast<int64_t>(r.held_rows.size()), [&](int64_t i) {
+      std::memcpy(mirror + static_cast<int64_t>(r.held_rows[i]) * d, r.staged + i * d, d * sizeof(uint16_t));
+    });
+    if (!RowsSplittable(u)) {  // the rest was left for now: the whole unit in one update
+      UpdateUnit(u, hp, /*in_mirror=*/true);
+      return;
+    }
+    AdamWStep hp8 = hp;
+    hp8.seed = Q8Seed(hp.step, u);
+    const Q8Moments q = h.q8();
+    adam_->pool()->ParallelFor(static_cast<int64_t>(r.held_rows.size()), [&](int64_t i) {
+      const int64_t off = static_cast<int64_t>(r.held_rows[i]) * d;
+      AdamW8bitKernelBf16Grad(level, hp8, off, master + off, q.At(off), mirror + off, mirror + off, d);
+    });
+    return;
+  }
+  float* m = h.m.data_ptr<float>();
+  float* v = h.v.data_ptr<float>();
   adam_->pool()->ParallelFor(static_cast<int64_t>(r.held_rows.size()), [&](int64_t i) {
     const int64_t off = static_cast<int64_t>(r.held_rows[i]) * d;
     std::memcpy(mirror + off, r.staged + i * d, d * sizeof(uint16_t));

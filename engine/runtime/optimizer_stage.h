@@ -16,6 +16,8 @@
 // index, since gradients land from the last layer down) and the previous one is written back;
 // after a step's last unit the first NVMe unit of the next step is read ahead, so its read
 // overlaps the next forward.
+// Units with 8-bit moments (optimizer adamw_8bit) go through the 8-bit kernels, seeded by
+// (step, unit): the streamed, row-split and launched forms give the same bits.
 #pragma once
 
 #include <chrono>
@@ -27,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/optim/adamw_8bit.h"
 #include "engine/optim/cpu_adamw.h"
 #include "engine/runtime/backend.h"
 #include "engine/runtime/host_arena.h"
@@ -89,6 +92,9 @@ class OptimizerStage {
   // Row-split updates (MarkPartial / MarkRows); grads in the mirror.
   void UpdateAllRowsBut(int unit, const AdamWStep& hp);
   void UpdateHeldRows(int unit, const AdamWStep& hp);
+  // False for a unit with 8-bit moments whose rows do not tile into kQ8Block blocks: its
+  // row-split update becomes one whole-unit update once the held rows arrive.
+  bool RowsSplittable(int unit) const;
   // Picks the next piece of work under mu_: while gradients are still being announced the
   // earliest landed item, once all are the lowest-index landed one; else the first announced
   // (to wait on). Returns false if nothing is pending. `partial` says which form it is.

@@ -5,9 +5,15 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <tuple>
+#include <vector>
+
+#include <ATen/ATen.h>
 
 #include "engine/common/status.h"
+#include "engine/io/dtype.h"
 #include "engine/io/safetensors.h"
+#include "engine/optim/adamw_8bit.h"
 #include "nlohmann/json.hpp"
 
 namespace sfd {
@@ -17,6 +23,62 @@ std::string UnitFile(const std::string& dir, int u) {
   char name[64];
   std::snprintf(name, sizeof(name), "/optimizer/unit-%05d.safetensors", u);
   return dir + name;
+}
+
+// Tensors of a unit with 8-bit moments (optim/adamw_8bit.h): codes and per-block scales.
+constexpr const char* kExpAvgQ8 = "exp_avg.q8";
+constexpr const char* kExpAvgScale = "exp_avg.scale";
+constexpr const char* kExpAvgSqQ8 = "exp_avg_sq.q8";            // codes of sqrt(exp_avg_sq)
+constexpr const char* kExpAvgSqScale = "exp_avg_sq.sqrt_scale";
+
+absl::StatusOr<const TensorInfo*> FindTensor(const SafetensorsFile& f, const char* name, DType dtype,
+                                             int64_t numel) {
+  const TensorInfo* t = f.Find(name);
+  if (t == nullptr) return absl::InvalidArgumentError(f.path() + ": missing tensor '" + name + "'");
+  if (t->dtype != dtype || t->numel() != numel) {
+    return absl::InvalidArgumentError(f.path() + ": tensor '" + name + "' is " +
+                                      std::string(DTypeName(t->dtype)) + " " + ShapeString(t->shape) +
+                                      ", expected " + std::string(DTypeName(dtype)) + " [" +
+                                      std::to_string(numel) + "]");
+  }
+  return t;
+}
+
+// A unit's 8-bit moments from `f`: its codes when it has them, else its fp32 moments
+// re-encoded (stochastic rounding seeded by the checkpoint's step), in block-aligned pieces.
+absl::Status ReadQ8Moments(const SafetensorsFile& f, HostUnit* h, int u, int64_t step) {
+  const int64_t n = h->numel();
+  const Q8Moments q = h->q8();
+  if (f.Find(kExpAvgQ8) != nullptr) {
+    for (auto [name, dst, numel, dtype] :
+         {std::tuple<const char*, void*, int64_t, DType>{kExpAvgQ8, q.m, n, DType::kU8},
+          {kExpAvgScale, q.m_scale, Q8Blocks(n), DType::kF32},
+          {kExpAvgSqQ8, q.v, n, DType::kU8},
+          {kExpAvgSqScale, q.v_scale, Q8Blocks(n), DType::kF32}}) {
+      SFD_ASSIGN_OR_RETURN(const TensorInfo* t, FindTensor(f, name, dtype, numel));
+      const absl::Span<const uint8_t> bytes = f.Bytes(*t);
+      std::memcpy(dst, bytes.data(), bytes.size());
+    }
+    return absl::OkStatus();
+  }
+  const TensorInfo* tm = f.Find("exp_avg");
+  const TensorInfo* tv = f.Find("exp_avg_sq");
+  for (const TensorInfo* t : {tm, tv}) {
+    if (t == nullptr || !IsFloatDType(t->dtype) || t->numel() != n) {
+      return absl::InvalidArgumentError(f.path() + ": needs exp_avg and exp_avg_sq (float [" +
+                                        std::to_string(n) + "]) or their 8-bit codes");
+    }
+  }
+  constexpr int64_t kPiece = kQ8Block * 16384;
+  std::vector<float> m(std::min(n, kPiece)), v(std::min(n, kPiece));
+  const size_t es = DTypeSize(tm->dtype), vs = DTypeSize(tv->dtype);
+  for (int64_t off = 0; off < n; off += kPiece) {
+    const int64_t c = std::min(kPiece, n - off);
+    ConvertToFloat(tm->dtype, f.Bytes(*tm).data() + off * es, c, m.data());
+    ConvertToFloat(tv->dtype, f.Bytes(*tv).data() + off * vs, c, v.data());
+    QuantizeQ8(m.data(), v.data(), Q8Seed(step, u), q.At(off), c, off);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -32,8 +94,8 @@ absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layo
   for (int u = 0; u < layout.num_units(); ++u) {
     const HostUnit& h = host[u];
     const std::vector<int64_t> shape{h.numel()};
-    const float* m = h.m.defined() ? h.m.data_ptr<float>() : nullptr;
-    const float* v = h.v.defined() ? h.v.data_ptr<float>() : nullptr;
+    const float* m = h.m.defined() && !h.moments_8bit() ? h.m.data_ptr<float>() : nullptr;
+    const float* v = h.v.defined() && !h.moments_8bit() ? h.v.data_ptr<float>() : nullptr;
     NvmeStore::Lease lease;
     const bool on_nvme = nvme != nullptr && nvme->on_nvme(u);
     if (on_nvme) {  // written straight from the staging buffer
@@ -41,9 +103,18 @@ absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layo
       m = lease.m;
       v = lease.v;
     }
-    std::vector<TensorToWrite> t{{"master", DType::kF32, shape, h.master.data_ptr<float>()},
-                                 {"exp_avg", DType::kF32, shape, m},
-                                 {"exp_avg_sq", DType::kF32, shape, v}};
+    std::vector<TensorToWrite> t{{"master", DType::kF32, shape, h.master.data_ptr<float>()}};
+    if (h.moments_8bit()) {  // the codes as they are: a resume continues bit for bit
+      const Q8Moments q = h.q8();
+      const std::vector<int64_t> blocks{Q8Blocks(h.numel())};
+      t.push_back({kExpAvgQ8, DType::kU8, shape, q.m});
+      t.push_back({kExpAvgScale, DType::kF32, blocks, q.m_scale});
+      t.push_back({kExpAvgSqQ8, DType::kU8, shape, q.v});
+      t.push_back({kExpAvgSqScale, DType::kF32, blocks, q.v_scale});
+    } else {
+      t.push_back({"exp_avg", DType::kF32, shape, m});
+      t.push_back({"exp_avg_sq", DType::kF32, shape, v});
+    }
     const absl::Status st = WriteSafetensors(UnitFile(dir, u), t, {{"format", "sfd-optimizer"}});
     if (on_nvme) nvme->Release(lease);
     SFD_RETURN_IF_ERROR(st);
@@ -85,8 +156,8 @@ absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLa
     }
     const std::string file = UnitFile(dir, u);
     SFD_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(file));
-    float* m = h.m.defined() ? h.m.data_ptr<float>() : nullptr;
-    float* v = h.v.defined() ? h.v.data_ptr<float>() : nullptr;
+    float* m = h.m.defined() && !h.moments_8bit() ? h.m.data_ptr<float>() : nullptr;
+    float* v = h.v.defined() && !h.moments_8bit() ? h.v.data_ptr<float>() : nullptr;
     NvmeStore::Lease lease;
     const bool on_nvme = nvme != nullptr && nvme->on_nvme(u);
     if (on_nvme) {  // read into a staging buffer, then written to the unit's NVMe file
@@ -95,8 +166,13 @@ absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLa
       v = lease.v;
     }
     absl::Status read = absl::OkStatus();
-    for (auto [name, dst] : {std::pair<const char*, float*>{"master", h.master.data_ptr<float>()},
-                             {"exp_avg", m}, {"exp_avg_sq", v}}) {
+    const bool file_q8 = st->Find(kExpAvgQ8) != nullptr;
+    std::vector<std::pair<const char*, float*>> floats{{"master", h.master.data_ptr<float>()}};
+    if (!h.moments_8bit() && !file_q8) {
+      floats.push_back({"exp_avg", m});
+      floats.push_back({"exp_avg_sq", v});
+    }
+    for (auto [name, dst] : floats) {
       const TensorInfo* t = st->Find(name);
       if (t == nullptr) {
         read = absl::InvalidArgumentError(file + ": missing tensor '" + name + "'");
@@ -104,6 +180,18 @@ absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLa
       }
       read = st->ReadFloat(*t, absl::Span<float>(dst, h.numel()));
       if (!read.ok()) break;
+    }
+    if (read.ok() && h.moments_8bit()) {
+      read = ReadQ8Moments(*st, &h, u, j["step"].get<int64_t>());
+    } else if (read.ok() && file_q8) {  // 8-bit checkpoint, fp32 moments: decode
+      HostUnit tmp;
+      tmp.master = h.master;
+      tmp.m = at::empty({h.numel()}, at::kByte);
+      tmp.v = at::empty({h.numel()}, at::kByte);
+      tmp.m_scale = at::empty({Q8Blocks(h.numel())}, at::kFloat);
+      tmp.v_scale = at::empty({Q8Blocks(h.numel())}, at::kFloat);
+      read = ReadQ8Moments(*st, &tmp, u, j["step"].get<int64_t>());
+      if (read.ok()) DequantizeQ8(tmp.q8(), m, v, h.numel());
     }
     if (on_nvme) {
       if (read.ok()) {

@@ -127,7 +127,20 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   SFD_ASSIGN_OR_RETURN(backend, Backend::Create(spec.engine));
   SFD_ASSIGN_OR_RETURN(dtype, ComputeDtype(spec.engine.compute_dtype, backend->is_cuda()));
 
+  if (spec.optimizer.moments_8bit) {  // the NVMe tier and the device optimizer hold fp32 moments
+    if (!spec.engine.nvme_dir.empty()) {
+      return absl::InvalidArgumentError(
+          "engine.nvme_dir: the NVMe tier stores fp32 AdamW moments; optimizer adamw_8bit keeps "
+          "its 8-bit moments in RAM — use one or the other");
+    }
+    if (spec.engine.device_optimizer_units > 0) {
+      return absl::InvalidArgumentError(
+          "engine.device_optimizer_units: the device optimizer keeps fp32 AdamW state; it cannot "
+          "be combined with optimizer adamw_8bit");
+    }
+  }
   PlannerInputs pin;
+  pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.config = &config;
   pin.layout = layout.get();
   pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(dtype));
@@ -195,7 +208,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     m->nvme = std::move(store).value();
   }
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
-                                                  m->nvme_units));
+                                                  m->nvme_units, spec.optimizer.moments_8bit));
   // With a GPU the optimizer gets every core: the threads that issue device work and stage
   // copies mostly wait, and the bandwidth-bound AdamW gains from each extra core (H200, 16
   // cores, 3B at bs8 under 8 GiB: 16 threads 0.78 s/step, 14 threads 0.86 s, results of
@@ -347,7 +360,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.device_reserved = dm.reserved_peak;
   st.peak.pinned = m.backend->pinned_bytes();
   st.peak.host = HostUnitBytes(*m.layout, m.dtype == at::kBFloat16,
-                               m.host[m.layout->layer_unit(0)].grad.defined(), m.nvme_units);
+                               m.host[m.layout->layer_unit(0)].grad.defined(), m.nvme_units,
+                               m.spec.optimizer.moments_8bit);
   if (m.nvme) {  // the update's I/O runs in the background: bytes moved since the last report
     st.peak.host += m.nvme->staging_bytes();
     st.peak.nvme = m.nvme->file_bytes();

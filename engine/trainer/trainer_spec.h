@@ -16,6 +16,10 @@ struct OptimizerSpec {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;  // decoupled (torch.optim.AdamW)
+  // "adamw_8bit": exp_avg / exp_avg_sq kept as 8-bit codes with per-block scales
+  // (optim/adamw_8bit.h), 6 fewer host bytes per parameter; the update itself stays fp32.
+  // Not combined with the NVMe tier or device-resident optimizer state.
+  bool moments_8bit = false;
 };
 
 struct LrScheduleSpec {

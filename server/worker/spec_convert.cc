@@ -45,6 +45,11 @@ absl::StatusOr<JobSpec> ToEngineJobSpec(const v1::JobSpec& s) {
   j.max_steps = t.max_steps();
   j.micro_batch_size = t.micro_batch_size();
   j.gradient_accumulation_steps = t.gradient_accumulation_steps();
+  if (t.optimizer().name() == "adamw_8bit") {
+    j.optimizer.moments_8bit = true;
+  } else if (t.optimizer().name() != "adamw" && !t.optimizer().name().empty()) {
+    return Unknown("training.optimizer.name", t.optimizer().name());
+  }
   j.optimizer.lr = t.optimizer().lr();
   j.optimizer.beta1 = t.optimizer().beta1();
   j.optimizer.beta2 = t.optimizer().beta2();

@@ -49,6 +49,7 @@ engine: {device: cpu, cuda_device: 1, gpu_memory_budget: 1000, window_slots: 3,
   EXPECT_DOUBLE_EQ(j->optimizer.beta2, 0.9);
   EXPECT_DOUBLE_EQ(j->optimizer.eps, 1e-7);
   EXPECT_DOUBLE_EQ(j->optimizer.weight_decay, 0.01);
+  EXPECT_FALSE(j->optimizer.moments_8bit);  // name defaults to adamw
   EXPECT_EQ(j->lr_scheduler, LrScheduleKind::kLinear);
   EXPECT_EQ(j->warmup_steps, 4);
   EXPECT_DOUBLE_EQ(j->min_lr_ratio, 0.1);
@@ -70,6 +71,18 @@ engine: {device: cpu, cuda_device: 1, gpu_memory_budget: 1000, window_slots: 3,
   ASSERT_TRUE(j->engine.nvme_fraction.has_value());
   EXPECT_DOUBLE_EQ(*j->engine.nvme_fraction, 0.25);
   EXPECT_EQ(j->engine.lm_head_chunk_tokens, 128);
+}
+
+TEST(SpecConvertTest, Adamw8bitSelectsEightBitMoments) {
+  auto spec = ParseJobYaml("model: /m\ndata: {train: /t}\ntraining: {optimizer: {name: adamw_8bit}}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto j = ToEngineJobSpec(*spec);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_TRUE(j->optimizer.moments_8bit);
+  spec->mutable_training()->mutable_optimizer()->set_name("sgd");
+  auto bad = ToEngineJobSpec(*spec);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("training.optimizer.name"), std::string::npos) << bad.status();
 }
 
 TEST(SpecConvertTest, UnknownEnumStringIsAnError) {
