@@ -301,14 +301,21 @@ int Main(int argc, char** argv) {
         adam.Update8bitBf16Grad(hp, p.data, q, grad_bf16.data, p_bf16.data, n);
         if (s > o.warmup) secs8 += Seconds() - t0;
       }
-      // Not torch's math: the moments are rounded. After the steps the params stay within a
-      // tenth of the update size of torch's (updates are ~steps * lr against max |p| = 1).
-      const Diff d = Compare(p.data, tp.data, n);
-      PrintRow("sfd_cpu_adamw_8bit_bf16_grad+bf16_out", SimdLevelName(o.level), threads, n, o.steps,
-               secs8, 16.125, d);
-      if (d.abs_norm > 0.1 * (o.warmup + o.steps) * kLr) {
-        std::printf("# CORRECTNESS FAILURE: 8-bit moments drift from %s (abs %.3g)\n", torch_impl,
-                    d.abs_norm);
+      // Not torch's math: the moments are rounded, coarsely for elements far below their block's
+      // largest. Check the total update instead: the RMS of (ours - torch) over the RMS of
+      // torch's update (p_final - p_initial) stays below 5%.
+      Fill(fill_pool, m.data, n, 1, 1.0f);  // the initial params again
+      double err2 = 0, upd2 = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        err2 += (double(p.data[i]) - tp.data[i]) * (double(p.data[i]) - tp.data[i]);
+        upd2 += (double(tp.data[i]) - m.data[i]) * (double(tp.data[i]) - m.data[i]);
+      }
+      Diff d = Compare(p.data, tp.data, n);
+      d.rel = std::sqrt(err2 / upd2);  // reported in the max_rel column for this row
+      PrintRow("sfd_cpu_adamw_8bit_bf16_grad+bf16_out(rel=rms_vs_update)", SimdLevelName(o.level),
+               threads, n, o.steps, secs8, 16.125, d);
+      if (d.rel > 0.05) {
+        std::printf("# CORRECTNESS FAILURE: 8-bit moments: update off torch's by %.3g (RMS)\n", d.rel);
         ++failures;
       }
     }

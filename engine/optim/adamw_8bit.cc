@@ -24,6 +24,7 @@ namespace {
 
 namespace h = optim_internal::q8_helpers;
 
+
 const optim_internal::Q8KernelTable& Q8Kernels(SimdLevel level) {
   SFD_CHECK(SimdLevelSupported(level))
       << "SIMD level " << SimdLevelName(level) << " is not supported by this CPU";
@@ -50,11 +51,13 @@ float DecodeQ8V(uint8_t code) { return h::kDecode.v[code]; }
 
 uint32_t EncodeQ8Magnitude(float y, int mantissa_bits, uint32_t r) {
   SFD_CHECK(mantissa_bits == 3 || mantissa_bits == 4) << mantissa_bits;
-  return mantissa_bits == 3 ? h::EncodeMag<3>(y, r) : h::EncodeMag<4>(y, r);
+  r &= 0xffffu;
+  return mantissa_bits == 3 ? h::EncodeMag<3, false>(y, r) : h::EncodeMag<4, true>(y, r);
 }
 
 uint32_t Q8Random(uint32_t seed, int64_t index, int stream) {
-  return h::RandomBits(seed, static_cast<uint32_t>(index), static_cast<uint32_t>(stream));
+  const uint32_t r = h::RandomBits(seed, static_cast<uint32_t>(index));
+  return stream == 0 ? r & 0xffffu : r >> 16;
 }
 
 uint32_t Q8Seed(int64_t step, int unit) {
@@ -100,9 +103,9 @@ void QuantizeQ8(const float* m, const float* v, uint32_t seed, Q8Moments q, int6
     const float inv_m = mmax > 0 ? 1.0f / mmax : 0.0f, inv_u = umax > 0 ? 1.0f / umax : 0.0f;
     for (int64_t i = b; i < b + cnt; ++i) {
       const uint32_t sign = std::signbit(m[i]) ? 0x80u : 0u;
-      q.m[i] = static_cast<uint8_t>(sign | h::EncodeMag<3>(std::fabs(m[i]) * inv_m,
+      q.m[i] = static_cast<uint8_t>(sign | h::EncodeMag<3, false>(std::fabs(m[i]) * inv_m,
                                                            Q8Random(seed, index0 + i, 0)));
-      q.v[i] = static_cast<uint8_t>(h::EncodeMag<4>(std::sqrt(std::max(v[i], 0.0f)) * inv_u,
+      q.v[i] = static_cast<uint8_t>(h::EncodeMag<4, true>(std::sqrt(std::max(v[i], 0.0f)) * inv_u,
                                                     Q8Random(seed, index0 + i, 1)));
     }
     q.m_scale[blk] = mmax;

@@ -17,7 +17,8 @@
 // update needs sqrt(v) anyway.
 //
 // Rounding is stochastic (to one of the two neighbouring codes, with the probability that
-// makes the expectation exact): with round-to-nearest, v's per-step decay (beta2 = 0.999 moves
+// makes the expectation exact; except that a non-zero sqrt(v) never rounds to 0, see
+// EncodeQ8Magnitude): with round-to-nearest, v's per-step decay (beta2 = 0.999 moves
 // sqrt(v) by 0.05%) is far below half a code step (~3%) and v would never decay. The random
 // bits are a hash of (seed, element index within the unit), so results are bitwise independent
 // of thread count and chunking; the caller derives the seed from the step and the unit.
@@ -49,10 +50,12 @@ struct Q8Moments {
 // Value of a code (times the block scale gives exp_avg, or sqrt(exp_avg_sq)).
 float DecodeQ8M(uint8_t code);
 float DecodeQ8V(uint8_t code);
-// Code of y in [0, 1] (clamped; NaN gives 0) with k = 3 (m's magnitude) or k = 4 (v), rounded
-// down or up with probability given by the 32 random bits `r`.
+// Code of |y| (clamped to 1; NaN gives the largest code) with k = 3 (m's magnitude) or k = 4
+// (sqrt(v); a non-zero value never gives code 0), rounded down or up as the 16 random bits in
+// the low half of `r` decide (up with probability = the dropped fraction of a step).
 uint32_t EncodeQ8Magnitude(float y, int mantissa_bits, uint32_t r);
-// Random bits of element `index` under `seed` (two streams: 0 for m, 1 for v).
+// The 16 random bits element `index` rounds with under `seed` (stream 0: m, 1: v; both come from
+// one 32-bit hash of index and seed).
 uint32_t Q8Random(uint32_t seed, int64_t index, int stream);
 // Seed of one unit's update at one step.
 uint32_t Q8Seed(int64_t step, int unit);

@@ -1,8 +1,6 @@
 // Portable (baseline x86-64) build of the 8-bit-moment AdamW kernels: the shared body adamw_8bit_kernel.inc compiled with
 // this level's flags (set in engine/CMakeLists.txt); only called after cpu_adamw.cc's runtime
 // check for the level.
-#pragma GCC optimize("fp-contract=off")
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -67,8 +67,8 @@ TEST(Q8Format, EveryCodeRoundTripsExactly) {
 
 TEST(Q8Format, ClampsOutOfRangeAndNaN) {
   for (int k : {3, 4}) {
-    EXPECT_EQ(EncodeQ8Magnitude(std::nanf(""), k, 0x12345678u), 0u);
-    EXPECT_EQ(EncodeQ8Magnitude(-0.5f, k, 0xffffffffu), 0u);
+    EXPECT_EQ(EncodeQ8Magnitude(std::nanf(""), k, 0x12345678u), 15u << k);
+    EXPECT_EQ(EncodeQ8Magnitude(-0.5f, k, 0u), 14u << k);  // the magnitude
     EXPECT_EQ(EncodeQ8Magnitude(1.5f, k, 0xffffffffu), 15u << k);
     EXPECT_EQ(EncodeQ8Magnitude(INFINITY, k, 0u), 15u << k);
   }
@@ -78,8 +78,9 @@ TEST(Q8Format, ClampsOutOfRangeAndNaN) {
 // the rounding stream is the value itself (unbiased), in the linear and the exponent range.
 TEST(Q8Format, StochasticRoundingIsUnbiased) {
   std::mt19937 rng(11);
-  std::uniform_real_distribution<float> log_u(-20.f, 0.f);
   for (int k : {3, 4}) {
+    // v's codes never round a non-zero value to 0 (tested below): unbiased from its first step.
+    std::uniform_real_distribution<float> log_u(k == 3 ? -20.f : -18.f, 0.f);
     for (int trial = 0; trial < 60; ++trial) {
       const float y = std::exp2(log_u(rng));
       const int kDraws = 1 << 15;
@@ -100,6 +101,18 @@ TEST(Q8Format, StochasticRoundingIsUnbiased) {
       EXPECT_NEAR(sum / kDraws, y, 5 * (hi - lo) / (2 * std::sqrt(double(kDraws))) + 1e-12) << "k=" << k;
     }
   }
+}
+
+// A non-zero sqrt(v) below the smallest step becomes that step, never 0 (a zero denominator
+// next to a non-zero m would make the update m / eps); m's codes may round to 0.
+TEST(Q8Format, NonZeroSecondMomentNeverEncodesToZero) {
+  for (float y : {1e-30f, 1e-9f, std::ldexp(1.f, -19), std::ldexp(1.f, -18) * 0.999f}) {
+    for (uint32_t r : {0u, 0x7fffffffu, 0xffffffffu}) {
+      EXPECT_EQ(EncodeQ8Magnitude(y, 4, r), 1u) << y << " " << r;
+    }
+  }
+  EXPECT_EQ(EncodeQ8Magnitude(0.f, 4, 0u), 0u);
+  EXPECT_EQ(EncodeQ8Magnitude(1e-9f, 3, 0xffffffffu), 0u);
 }
 
 struct Hyper {
