@@ -23,9 +23,11 @@
 // bits are a hash of (seed, element index within the unit), so results are bitwise independent
 // of thread count and chunking; the caller derives the seed from the step and the unit.
 //
-// One update (per element, fp32): m0 = decode(m), v0 = decode(v)^2, then exactly the fp32
-// AdamW of cpu_adamw.h (the new weights use the fp32 m1, v1), then m1 and sqrt(v1) are encoded
-// against the block's new absmax.
+// One update (per element, fp32): m0 = decode(m), v0 = decode(v)^2, then the fp32 AdamW of
+// cpu_adamw.h as its SIMD kernels compute it (times 1/sqrt(bc2) instead of a division; the new
+// weights use the fp32 m1, v1), then m1 and sqrt(v1) are encoded against the block's new
+// absmax. A non-finite moment makes its whole block non-finite (fp32 AdamW: that element
+// only); such a step fails in the trainer either way.
 #pragma once
 
 #include <cstdint>

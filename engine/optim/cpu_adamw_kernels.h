@@ -8,9 +8,11 @@
 
 #include <cstdint>
 
-#include "engine/optim/adamw_8bit.h"
-
 namespace sfd {
+
+struct AdamWStep;  // cpu_adamw.h
+struct Q8Moments;  // adamw_8bit.h
+
 namespace optim_internal {
 
 // Per-call constants of the AdamW update, rounded to fp32 the way torch does (computed in
