@@ -15,17 +15,10 @@
 #include "engine/common/half.h"
 #include "engine/optim/cpu_adamw.h"
 #include "gtest/gtest.h"
+#include "tests/engine/optim/simd_levels.h"
 
 namespace sfd {
 namespace {
-
-std::vector<SimdLevel> SupportedLevels() {
-  std::vector<SimdLevel> levels;
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
-    if (SimdLevelSupported(l)) levels.push_back(l);
-  }
-  return levels;
-}
 
 // Owns one unit's 8-bit moments.
 struct Q8State {

@@ -17,17 +17,10 @@
 
 #include "engine/common/half.h"
 #include "gtest/gtest.h"
+#include "tests/engine/optim/simd_levels.h"
 
 namespace sfd {
 namespace {
-
-std::vector<SimdLevel> SupportedLevels() {
-  std::vector<SimdLevel> levels;
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
-    if (SimdLevelSupported(l)) levels.push_back(l);
-  }
-  return levels;
-}
 
 bool BitEqual(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 

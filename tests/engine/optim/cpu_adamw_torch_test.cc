@@ -11,17 +11,10 @@
 #include "engine/common/half.h"
 #include "engine/optim/cpu_adamw.h"
 #include "gtest/gtest.h"
+#include "tests/engine/optim/simd_levels.h"
 
 namespace sfd {
 namespace {
-
-std::vector<SimdLevel> SupportedLevels() {
-  std::vector<SimdLevel> levels;
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
-    if (SimdLevelSupported(l)) levels.push_back(l);
-  }
-  return levels;
-}
 
 // |ours - ref| <= 1e-6 * |ref| + atol. atol covers values that are small only because their
 // inputs cancelled: exp_avg mixes beta1 * m and (1 - beta1) * g of opposite signs, so its
