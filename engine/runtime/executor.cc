@@ -206,10 +206,13 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
                                        options_.num_slots, train);
   PassStats stats;
   const bool offload = train && options_.offload_activations;
-  if (offload) {
+  // Layers [0, offloaded_layers) send their saved input to pinned host memory; the rest keep it.
+  const int offloaded_layers =
+      offload ? std::clamp(layout_.num_layers() - options_.device_saved_layers, 0, layout_.num_layers()) : 0;
+  if (offloaded_layers > 0) {
     int64_t most = 0;
     for (const TokenBatch& b : batches) most = std::max(most, b.rows * b.seq);
-    SFD_RETURN_IF_ERROR(EnsureActivationBuffers(most * config_.hidden_size));
+    SFD_RETURN_IF_ERROR(EnsureActivationBuffers(offloaded_layers, most * config_.hidden_size));
   }
   std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
   // The first micro-batch goes up before the stager starts: a copy from pageable memory waits
@@ -230,9 +233,9 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   for (const SlotLoad& l : sched.loads) {
     stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   }
-  if (offload) {  // every layer input goes out and comes back
+  if (offloaded_layers > 0) {  // those layers' inputs go out and come back
     for (const TokenBatch& b : batches) {
-      const int64_t bytes = layout_.num_layers() * b.rows * b.seq * config_.hidden_size *
+      const int64_t bytes = offloaded_layers * b.rows * b.seq * config_.hidden_size *
                             static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
       stats.h2d_bytes += bytes;
       stats.d2h_bytes += bytes;
@@ -283,7 +286,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     std::vector<int64_t> act_shape;
     std::vector<std::pair<std::unique_ptr<Event>, std::unique_ptr<Event>>> act_waits;
     auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
-      if (!offload || layer < 0 || prefetched[layer]) return;
+      if (layer < 0 || layer >= offloaded_layers || prefetched[layer]) return;
       saved[layer] = PrefetchActivation(layer, act_shape);
       prefetched[layer] = true;
     };
@@ -323,7 +326,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       } else if (ref.kind == UnitKind::kDecoderLayer && fwd) {
         if (keep_use[j] && chunk_rows >= mb.rows) {
           // the recorded graph holds the input
-        } else if (offload) {
+        } else if (ref.layer < offloaded_layers) {
           act_shape = x.sizes().vec();
           OffloadActivation(ref.layer, x);
           prefetched[ref.layer] = false;
@@ -387,10 +390,11 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         Slot& slot = slots_[use.slot];
         backend_->StreamWait(StreamId::kCompute, *slot.grad_copied);
         const bool kept = graphs[ref.layer].y.defined();
-        if (offload) {
-          if (!kept) prefetch(ref.layer);
+        if (offloaded_layers > 0) {
+          const bool from_host = !kept && ref.layer < offloaded_layers;
+          if (from_host) prefetch(ref.layer);
           prefetch(ref.layer - 1);  // one layer ahead
-          if (!kept) {
+          if (from_host) {
             // Timed: the gap between the two events is how long compute sat waiting.
             act_waits.emplace_back(backend_->NewTimingEvent(), backend_->NewTimingEvent());
             act_waits.back().first->Record(StreamId::kCompute);

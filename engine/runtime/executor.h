@@ -51,6 +51,9 @@ struct ExecutorOptions {
   // Saved layer inputs go D2H to pinned host buffers during forward and come back one layer
   // ahead during backward.
   bool offload_activations = false;
+  // With offload_activations: the last this-many decoder layers keep their saved input on the
+  // device (the backward needs them first; no D2H/H2D, no pinned buffer for them).
+  int device_saved_layers = 0;
   // Decoder layers run over at most this many tokens at a time (whole rows; exact, since
   // attention never crosses rows): bounds the per-layer working set. 0 = whole micro-batch.
   int64_t layer_chunk_tokens = 0;
@@ -197,11 +200,11 @@ class Executor {
   std::vector<std::unique_ptr<Event>> grad_pinned_done_;
   std::vector<bool> grad_pinned_busy_;
   at::Tensor fp32_chunk_;  // pinned fp32, for embedding/head grads
-  // Activation offload: per layer a pinned [max tokens * d] compute-dtype buffer, and events
+  // Activation offload: per offloaded layer a pinned [max tokens * d] compute-dtype buffer, and events
   // for its D2H (forward) and H2D (backward prefetch).
   std::vector<at::Tensor> act_pinned_;
   std::vector<std::unique_ptr<Event>> act_d2h_done_, act_h2d_done_;
-  absl::Status EnsureActivationBuffers(int64_t elems);
+  absl::Status EnsureActivationBuffers(int layers, int64_t elems);
   void OffloadActivation(int layer, const at::Tensor& x);
   at::Tensor PrefetchActivation(int layer, at::IntArrayRef shape);
 

@@ -151,10 +151,10 @@ void Executor::EnqueueGradD2H(int unit, int slot, bool first, PassStats* stats) 
   cv_.notify_all();
 }
 
-absl::Status Executor::EnsureActivationBuffers(int64_t elems) {
-  if (!act_pinned_.empty() && act_pinned_[0].numel() >= elems) return absl::OkStatus();
+absl::Status Executor::EnsureActivationBuffers(int layers, int64_t elems) {
+  if (static_cast<int>(act_pinned_.size()) >= layers && act_pinned_[0].numel() >= elems) return absl::OkStatus();
   act_pinned_.clear();
-  for (int i = 0; i < layout_.num_layers(); ++i) {
+  for (int i = 0; i < layers; ++i) {
     SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(elems, options_.compute_dtype));
     act_pinned_.push_back(b);
     if (static_cast<int>(act_d2h_done_.size()) <= i) {

@@ -214,13 +214,25 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     claim_optimizer();
     claim_graphs();
   }
+  // Offloaded saved inputs: what room is left keeps the last layers' inputs (the first the
+  // backward needs) on the device: less pinned host memory and PCIe traffic, no stall at the turn.
+  const int64_t per_input = t * c.hidden_size * es;
+  if (offload) {
+    if (e.device_saved_layers >= 0) {
+      p.device_saved_layers = std::min(e.device_saved_layers, L);
+    } else if (in.cuda) {
+      p.device_saved_layers =
+          static_cast<int>(std::clamp<int64_t>(std::max<int64_t>(room, 0) / per_input, 0, L));
+    }
+    room -= p.device_saved_layers * per_input;
+  }
   p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
   p.need.device = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph +
-                  device_opt_bytes;
+                  device_opt_bytes + p.device_saved_layers * per_input;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
   p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
-                  (offload ? saved_all : 0);
+                  (offload ? (L - p.device_saved_layers) * per_input : 0);
   // NVMe tier: the chosen layers' m and v live in files; host keeps their master (and mirror)
   // plus the store's staging buffers (each the largest NVMe unit's m+v).
   SFD_ASSIGN_OR_RETURN(const double nvme_fraction, NvmeFraction(e));
@@ -243,9 +255,11 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   s << "model " << c.architecture << " " << layout.TotalParams() / 1e9 << "B params, " << L
     << " layers; device " << in.device_name << ": " << slots << " layer slot(s) of " << L
     << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
-    << Gib(slots * per_slot) << " slots, " << Gib(saved + working) << " activations for "
-    << t << " tokens/micro-batch, saved inputs " << (offload ? "offloaded to pinned host" : "on device")
-    << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed; AdamW of "
+    << Gib(slots * per_slot) << " slots, " << Gib(saved + working + p.device_saved_layers * per_input)
+    << " activations for " << t << " tokens/micro-batch, saved inputs "
+    << (offload ? "offloaded to pinned host" : "on device");
+  if (offload) s << " (the last " << p.device_saved_layers << " of " << L << " layers' on the device)";
+  s << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed; AdamW of "
     << p.device_optimizer_units << " unit(s) on the device), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
     << (in.moments_8bit ? " host (fp32 master, 8-bit m+v)" : " host (fp32 master+m+v)");

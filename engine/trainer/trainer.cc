@@ -236,6 +236,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.num_slots = m->plan.window_slots;
   eo.lm_head_chunk_tokens = m->plan.lm_head_chunk_tokens;
   eo.offload_activations = !m->plan.activations_on_device;
+  eo.device_saved_layers = m->plan.device_saved_layers;
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.device_optimizer_units = m->plan.device_optimizer_units;

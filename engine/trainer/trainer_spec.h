@@ -44,6 +44,10 @@ struct EngineSpec {
   // Decoder layers whose forward graph (all intermediates) is kept for backward instead of
   // being recomputed; -1 = as many as free device memory allows (0 under a budget or on CPU).
   int keep_graph_layers = -1;
+  // With saved activations offloaded to host: the last this-many decoder layers (the first the
+  // backward needs) keep their saved input on the device instead; -1 = as many as the device
+  // room left under the budget allows (0 on CPU).
+  int device_saved_layers = -1;
   // Units (forward order: embedding, layers, head) whose AdamW state lives and is updated on
   // the device; -1 = as many as free device memory allows when every layer is resident (0
   // under a budget or on CPU).

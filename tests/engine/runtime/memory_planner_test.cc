@@ -3,7 +3,8 @@
 // fits" give the room to the AdamW state of the leading units or to kept forward graphs, more
 // budget never gives less; a CPU-bound step (3B, 8k tokens) gives the optimizer first claim,
 // a GPU-bound one (8B, 64k tokens) the kept graphs; explicit settings win; a budget too small
-// for one slot is refused with the numbers.
+// for one slot is refused with the numbers; offloaded saved inputs keep as many of the last
+// layers' inputs on the device as the room allows.
 #include "engine/runtime/memory_planner.h"
 
 #include <string>
@@ -117,6 +118,41 @@ TEST(MemoryPlannerTest, ExplicitSettingsWin) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->device_optimizer_units, 2);
   EXPECT_EQ(p->keep_graph_layers, 1);
+}
+
+TEST(MemoryPlannerTest, OffloadedInputsKeepTheLastLayersOnTheDeviceWithinTheRoom) {
+  // 8B at 64k tokens: every saved input (0.5 GiB each, 16 GiB in all) cannot stay on the
+  // device under 20-28 GiB, so they are offloaded; the room left keeps the last layers' inputs.
+  const Shape s = Llama8B();
+  const int64_t per_input = int64_t{65536} * 4096 * 2;
+  int last_kept = -1;
+  for (int64_t gib : {20, 24, 28}) {
+    auto p = Plan(s, 65536, gib);
+    ASSERT_TRUE(p.ok()) << gib << " GiB: " << p.status();
+    SCOPED_TRACE(::testing::Message() << gib << " GiB: " << p->summary);
+    EXPECT_FALSE(p->activations_on_device);
+    EXPECT_GT(p->device_saved_layers, 0);
+    EXPECT_LT(p->device_saved_layers, 32);
+    EXPECT_GE(p->device_saved_layers, last_kept);
+    EXPECT_LE(p->need.device, gib * kGiB);
+    // One input more would not fit the budget.
+    EXPECT_GT(p->need.device + per_input, gib * kGiB);
+    EXPECT_TRUE(absl::StrContains(p->summary, "the last " + std::to_string(p->device_saved_layers) + " of 32"));
+    // Pinned host memory holds only the offloaded layers' inputs.
+    EngineSpec none;
+    none.device_saved_layers = 0;
+    auto q = Plan(s, 65536, gib, none);
+    ASSERT_TRUE(q.ok()) << q.status();
+    EXPECT_EQ(q->device_saved_layers, 0);
+    EXPECT_EQ(q->need.pinned - p->need.pinned, p->device_saved_layers * per_input);
+    EXPECT_EQ(p->need.device - q->need.device, p->device_saved_layers * per_input);
+    last_kept = p->device_saved_layers;
+  }
+  // Inputs on the device anyway: nothing to keep.
+  auto all = Plan(Llama3B(), 8192, 0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_TRUE(all->activations_on_device);
+  EXPECT_EQ(all->device_saved_layers, 0);
 }
 
 TEST(MemoryPlannerTest, BudgetBelowOneSlotIsRefusedWithTheNumbers) {

@@ -63,6 +63,33 @@ TEST(TrainerTest, ActivationOffloadEqualsDeviceActivations) {
   ExpectSameLosses(f, host_spec, testing::GoldenSpec(f, 1), 1e-6);
 }
 
+TEST(TrainerTest, PartialOffloadEqualsDeviceActivations) {
+  // Layer 0's input offloaded, layer 1's kept on the device: same losses, one input less pinned.
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec host_spec = testing::GoldenSpec(f, 1);
+  host_spec.engine.activations = ActivationPlacement::kHost;
+  TrainerSpec partial_spec = host_spec;
+  partial_spec.engine.device_saved_layers = 1;
+  auto partial = Make(partial_spec);
+  auto full = Make(host_spec);
+  ASSERT_TRUE(partial && full);
+  EXPECT_FALSE(partial->plan().activations_on_device);
+  EXPECT_EQ(partial->plan().device_saved_layers, 1);
+  EXPECT_EQ(full->plan().device_saved_layers, 0);
+  EXPECT_LT(partial->plan().need.pinned, full->plan().need.pinned);
+  // The kept layer's input makes no round trip: one [tokens, d] input less each way.
+  const std::vector<TokenBatch>& batches = f.batches[0];
+  auto a = partial->Step(batches);
+  auto b = full->Step(batches);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  int64_t tokens = 0;
+  for (const TokenBatch& mb : batches) tokens += mb.rows * mb.seq;
+  const int64_t input_bytes = tokens * partial->model().hidden_size * 4;  // fp32 compute on CPU
+  EXPECT_EQ(b->d2h_bytes - a->d2h_bytes, input_bytes);
+  EXPECT_EQ(b->h2d_bytes - a->h2d_bytes, input_bytes);
+  ExpectSameLosses(f, partial_spec, testing::GoldenSpec(f, 1), 1e-6);
+}
+
 TEST(TrainerTest, RowChunkedLayersEqualWholeBatch) {
   auto f = testing::LoadGolden("qwen2");
   TrainerSpec chunked_spec = testing::GoldenSpec(f, 1);
