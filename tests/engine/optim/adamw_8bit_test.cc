@@ -195,6 +195,37 @@ TEST(AdamW8bit, OneUpdateMatchesDecodedAdamW) {
   }
 }
 
+// The kernels decode codes arithmetically (vectorised), DequantizeQ8 from the tables: every m
+// and every v code, under four block scales, gives the weights AdamW in double gives from the
+// table values (zero gradient, so the decoded moments alone drive the update).
+TEST(AdamW8bit, KernelDecodesEveryCodeAsTheTables) {
+  const Hyper h;
+  const int64_t n = 256;
+  for (SimdLevel level : SupportedLevels()) {
+    SCOPED_TRACE(SimdLevelName(level));
+    Q8State q(n);
+    const float scales[4] = {0.3f, 1e-3f, 2.0f, 5e-5f};
+    for (int64_t i = 0; i < n; ++i) {
+      q.m[i] = static_cast<uint8_t>(i);
+      q.v[i] = static_cast<uint8_t>((i * 37 + 11) & 255);  // a permutation: every v code once
+    }
+    for (int b = 0; b < 4; ++b) {
+      q.m_scale[b] = scales[b];
+      q.v_scale[b] = scales[3 - b];
+    }
+    std::vector<float> m0(n), v0(n), p(n, 0.05f), g(n, 0.f);
+    DequantizeQ8(q.view(), m0.data(), v0.data(), n);
+    AdamW8bitKernel(level, h.hp, 0, p.data(), q.view(), g.data(), nullptr, n);
+    const double b1 = h.hp.beta1, b2 = h.hp.beta2, lr = h.hp.lr;
+    const double bc1 = 1 - std::pow(b1, 3.0), bc2 = 1 - std::pow(b2, 3.0);
+    for (int64_t i = 0; i < n; ++i) {
+      const double rp = 0.05 * (1 - lr * h.hp.weight_decay) -
+                        lr / bc1 * (b1 * m0[i]) / (std::sqrt(b2 * v0[i]) / std::sqrt(bc2) + h.hp.eps);
+      EXPECT_NEAR(p[i], rp, 2e-6 * (std::fabs(rp) + 0.05)) << "m code " << i << " v code " << int(q.v[i]);
+    }
+  }
+}
+
 TEST(AdamW8bit, LevelsThreadsAndChunksAgreeBitForBit) {
   const Hyper h;
   const int64_t n = 3 * 65536 + 1000;
