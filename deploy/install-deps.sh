@@ -9,6 +9,9 @@ PKGS=(
   # engine
   libtorch-dev liburing-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpcre2-dev
   libsentencepiece-dev libabsl-dev libutf8proc-dev
+  # BLAS for libtorch's CPU matmuls: libtorch-dev alone pulls netlib's reference libblas3
+  # (2.3 GFLOP/s here); OpenBLAS takes over libblas.so.3 through update-alternatives (~120)
+  libopenblas0-pthread
   # server
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libsqlite3-dev libyaml-cpp-dev
