@@ -65,11 +65,17 @@ TEST_P(GoldenTest, MatchesTransformers) {
 // CPU backend (which exercises the direct-gradient path in CI). bf16 operands carry ~3
 // significant digits, so logits agree to ~1e-2 and each step's loss to ~1e-2 relative; the
 // window is 1 slot so every layer streams.
-void ExpectBf16Match(const std::string& family, DeviceKind device) {
+// `partial_offload`: layer 0's saved input goes to pinned host memory, layer 1's stays on the
+// device (engine.device_saved_layers).
+void ExpectBf16Match(const std::string& family, DeviceKind device, bool partial_offload = false) {
   GoldenFixture f = testing::LoadGolden(family);
   TrainerSpec spec = testing::GoldenSpec(f, 1);
   spec.engine.device = device;
   spec.engine.compute_dtype = "bf16";
+  if (partial_offload) {
+    spec.engine.activations = ActivationPlacement::kHost;
+    spec.engine.device_saved_layers = 1;
+  }
   auto trainer = Trainer::Create(spec);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   Trainer& t = **trainer;
@@ -106,6 +112,15 @@ TEST_P(GoldenTest, MatchesTransformersOnCudaBf16) {
 }
 
 TEST_P(GoldenTest, MatchesTransformersOnCpuBf16) { ExpectBf16Match(GetParam(), DeviceKind::kCpu); }
+
+TEST_P(GoldenTest, MatchesTransformersOnCudaBf16WithPartialActivationOffload) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
+  ExpectBf16Match(GetParam(), DeviceKind::kCuda, /*partial_offload=*/true);
+}
+
+TEST_P(GoldenTest, MatchesTransformersOnCpuBf16WithPartialActivationOffload) {
+  ExpectBf16Match(GetParam(), DeviceKind::kCpu, /*partial_offload=*/true);
+}
 
 INSTANTIATE_TEST_SUITE_P(Families, GoldenTest,
                          ::testing::Values("llama31", "llama_tied_bias", "qwen2", "qwen3", "mistral"));
