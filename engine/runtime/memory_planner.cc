@@ -186,6 +186,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   auto claim_optimizer = [&] {
     if (e.device_optimizer_units >= 0) {
       p.device_optimizer_units = std::min(e.device_optimizer_units, layout.num_units());
+      for (int u = 0; u < p.device_optimizer_units; ++u) room -= 12 * layout.layout(u).numel();
     } else if (in.cuda && slots == L && !offload && !in.moments_8bit) {
       for (int u = 0; u < layout.num_units(); ++u) {
         const int64_t cost = 12 * layout.layout(u).numel();
@@ -199,6 +200,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   auto claim_graphs = [&] {
     if (e.keep_graph_layers >= 0) {
       p.keep_graph_layers = std::min(e.keep_graph_layers, L);
+      room -= p.keep_graph_layers * per_graph;
     } else if (in.cuda && !offload) {
       // With sliding slots only the layers still resident at the turn (the last `slots`) can
       // keep their graph: the executor recomputes any layer whose slot was reloaded.
@@ -207,7 +209,9 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
       room -= p.keep_graph_layers * per_graph;
     }
   };
-  if (graphs_first) {
+  // Explicit settings claim first, then the automatic ones in the order above.
+  const bool explicit_graphs = e.keep_graph_layers >= 0, explicit_optimizer = e.device_optimizer_units >= 0;
+  if (explicit_graphs != explicit_optimizer ? explicit_graphs : graphs_first) {
     claim_graphs();
     claim_optimizer();
   } else {
@@ -216,19 +220,23 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   }
   // Offloaded saved inputs: what room is left keeps the last layers' inputs (the first the
   // backward needs) on the device: less pinned host memory and PCIe traffic, no stall at the turn.
+  // The room is recomputed here: explicit optimizer/graph settings above do not draw it down. A
+  // layer that keeps its graph holds no separate input, so the last keep_graph_layers of the
+  // kept layers cost nothing more.
   const int64_t per_input = t * c.hidden_size * es;
+  const int64_t claimed = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph +
+                          device_opt_bytes;
   if (offload) {
     if (e.device_saved_layers >= 0) {
       p.device_saved_layers = std::min(e.device_saved_layers, L);
     } else if (in.cuda) {
-      p.device_saved_layers =
-          static_cast<int>(std::clamp<int64_t>(std::max<int64_t>(room, 0) / per_input, 0, L));
+      p.device_saved_layers = static_cast<int>(std::clamp<int64_t>(
+          p.keep_graph_layers + std::max<int64_t>(budget - claimed, 0) / per_input, 0, L));
     }
-    room -= p.device_saved_layers * per_input;
   }
+  const int64_t kept_inputs = std::max(0, p.device_saved_layers - p.keep_graph_layers);
   p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
-  p.need.device = fixed + slots * per_slot + saved + working + p.keep_graph_layers * per_graph +
-                  device_opt_bytes + p.device_saved_layers * per_input;
+  p.need.device = claimed + kept_inputs * per_input;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
   p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
@@ -255,7 +263,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   s << "model " << c.architecture << " " << layout.TotalParams() / 1e9 << "B params, " << L
     << " layers; device " << in.device_name << ": " << slots << " layer slot(s) of " << L
     << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
-    << Gib(slots * per_slot) << " slots, " << Gib(saved + working + p.device_saved_layers * per_input)
+    << Gib(slots * per_slot) << " slots, " << Gib(saved + working + kept_inputs * per_input)
     << " activations for " << t << " tokens/micro-batch, saved inputs "
     << (offload ? "offloaded to pinned host" : "on device");
   if (offload) s << " (the last " << p.device_saved_layers << " of " << L << " layers' on the device)";

@@ -195,33 +195,40 @@ TEST(AdamW8bit, OneUpdateMatchesDecodedAdamW) {
   }
 }
 
-// The kernels decode codes arithmetically (vectorised), DequantizeQ8 from the tables: every m
-// and every v code, under four block scales, gives the weights AdamW in double gives from the
-// table values (zero gradient, so the decoded moments alone drive the update).
+// The kernels decode codes arithmetically (vectorised), DequantizeQ8 from the tables. Every
+// m code (next to a fixed v code) and every v code (next to a fixed non-zero m code), under
+// several block scales, with zero weights and gradients: the new weight is the update alone,
+// -lr/bc1 * m1 / (sqrt(v1)/sqrt(bc2) + eps) with m1 = beta1*m0, v1 = beta2*v0, so it must match
+// AdamW in double from the table values to fp32 rounding (one code step off is a 1/16-1/8
+// relative error), and is exactly 0 for m = +-0. Both lerp directions (beta1 0.8 and 0.3).
 TEST(AdamW8bit, KernelDecodesEveryCodeAsTheTables) {
-  const Hyper h;
-  const int64_t n = 256;
-  for (SimdLevel level : SupportedLevels()) {
-    SCOPED_TRACE(SimdLevelName(level));
-    Q8State q(n);
-    const float scales[4] = {0.3f, 1e-3f, 2.0f, 5e-5f};
-    for (int64_t i = 0; i < n; ++i) {
-      q.m[i] = static_cast<uint8_t>(i);
-      q.v[i] = static_cast<uint8_t>((i * 37 + 11) & 255);  // a permutation: every v code once
-    }
-    for (int b = 0; b < 4; ++b) {
-      q.m_scale[b] = scales[b];
-      q.v_scale[b] = scales[3 - b];
-    }
-    std::vector<float> m0(n), v0(n), p(n, 0.05f), g(n, 0.f);
-    DequantizeQ8(q.view(), m0.data(), v0.data(), n);
-    AdamW8bitKernel(level, h.hp, 0, p.data(), q.view(), g.data(), nullptr, n);
-    const double b1 = h.hp.beta1, b2 = h.hp.beta2, lr = h.hp.lr;
-    const double bc1 = 1 - std::pow(b1, 3.0), bc2 = 1 - std::pow(b2, 3.0);
-    for (int64_t i = 0; i < n; ++i) {
-      const double rp = 0.05 * (1 - lr * h.hp.weight_decay) -
-                        lr / bc1 * (b1 * m0[i]) / (std::sqrt(b2 * v0[i]) / std::sqrt(bc2) + h.hp.eps);
-      EXPECT_NEAR(p[i], rp, 2e-6 * (std::fabs(rp) + 0.05)) << "m code " << i << " v code " << int(q.v[i]);
+  const int64_t n = 512;
+  for (float beta1 : {0.8f, 0.3f}) {
+    Hyper h;
+    h.hp.beta1 = beta1;
+    for (SimdLevel level : SupportedLevels()) {
+      SCOPED_TRACE(testing::Message() << SimdLevelName(level) << " beta1=" << beta1);
+      Q8State q(n);
+      for (int64_t i = 0; i < 256; ++i) {
+        q.m[i] = static_cast<uint8_t>(i);  // every m code
+        q.v[i] = 77;
+        q.m[256 + i] = 0x80 | 93;          // a negative m
+        q.v[256 + i] = static_cast<uint8_t>(i);  // every v code
+      }
+      const float scales[8] = {0.3f, 1e-3f, 2.0f, 5e-5f, 1.0f, 7e-2f, 3e-6f, 0.5f};
+      for (int b = 0; b < 8; ++b) {
+        q.m_scale[b] = scales[b];
+        q.v_scale[b] = scales[7 - b];
+      }
+      std::vector<float> m0(n), v0(n), p(n, 0.f), g(n, 0.f);
+      DequantizeQ8(q.view(), m0.data(), v0.data(), n);
+      AdamW8bitKernel(level, h.hp, 0, p.data(), q.view(), g.data(), nullptr, n);
+      const double b1 = h.hp.beta1, b2 = h.hp.beta2, lr = h.hp.lr;
+      const double bc1 = 1 - std::pow(b1, 3.0), bc2 = 1 - std::pow(b2, 3.0);
+      for (int64_t i = 0; i < n; ++i) {
+        const double rp = -lr / bc1 * (b1 * m0[i]) / (std::sqrt(b2 * v0[i]) / std::sqrt(bc2) + h.hp.eps);
+        EXPECT_NEAR(p[i], rp, 1e-5 * std::fabs(rp)) << "element " << i;  // codes above
+      }
     }
   }
 }

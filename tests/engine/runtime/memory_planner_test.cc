@@ -118,6 +118,19 @@ TEST(MemoryPlannerTest, ExplicitSettingsWin) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->device_optimizer_units, 2);
   EXPECT_EQ(p->keep_graph_layers, 1);
+  // One explicit setting, the other automatic: the automatic one takes only what is left, on
+  // a CPU-bound step (3B, 8k tokens: the optimizer would claim first) and a GPU-bound one (8B,
+  // 64k tokens, no budget: graphs would).
+  for (int which = 0; which < 2; ++which) {
+    EngineSpec one;
+    (which == 0 ? one.keep_graph_layers : one.device_optimizer_units) = which == 0 ? 1 : 2;
+    auto q = Plan(s, 8192, 32, one);
+    ASSERT_TRUE(q.ok()) << q.status();
+    EXPECT_LE(q->need.device, 32 * kGiB) << q->summary;
+    auto r = Plan(Llama8B(), 65536, 0, one);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_LE(r->need.device, 139 * kGiB * 9 / 10) << r->summary;
+  }
 }
 
 TEST(MemoryPlannerTest, OffloadedInputsKeepTheLastLayersOnTheDeviceWithinTheRoom) {
@@ -147,6 +160,16 @@ TEST(MemoryPlannerTest, OffloadedInputsKeepTheLastLayersOnTheDeviceWithinTheRoom
     EXPECT_EQ(q->need.pinned - p->need.pinned, p->device_saved_layers * per_input);
     EXPECT_EQ(p->need.device - q->need.device, p->device_saved_layers * per_input);
     last_kept = p->device_saved_layers;
+    if (gib == 28) {
+      // An explicit setting takes its bytes before the kept inputs (here the embedding's AdamW
+      // state, 6.3 GB): the plan still fits, with fewer inputs kept.
+      EngineSpec opt;
+      opt.device_optimizer_units = 1;
+      auto r = Plan(s, 65536, gib, opt);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_LE(r->need.device, gib * kGiB) << r->summary;
+      EXPECT_LT(r->device_saved_layers, p->device_saved_layers) << r->summary;
+    }
   }
   // Inputs on the device anyway: nothing to keep.
   auto all = Plan(Llama3B(), 8192, 0);
