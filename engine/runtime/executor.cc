@@ -233,14 +233,6 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   for (const SlotLoad& l : sched.loads) {
     stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   }
-  if (offloaded_layers > 0) {  // those layers' inputs go out and come back
-    for (const TokenBatch& b : batches) {
-      const int64_t bytes = offloaded_layers * b.rows * b.seq * config_.hidden_size *
-                            static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
-      stats.h2d_bytes += bytes;
-      stats.d2h_bytes += bytes;
-    }
-  }
 
   const int head = layout_.head_unit();
   const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
@@ -286,8 +278,10 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     std::vector<int64_t> act_shape;
     std::vector<std::pair<std::unique_ptr<Event>, std::unique_ptr<Event>>> act_waits;
     auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
-      if (layer < 0 || layer >= offloaded_layers || prefetched[layer]) return;
+      // (not for a layer whose forward kept its graph: it sent no input out)
+      if (layer < 0 || layer >= offloaded_layers || prefetched[layer] || graphs[layer].y.defined()) return;
       saved[layer] = PrefetchActivation(layer, act_shape);
+      stats.h2d_bytes += saved[layer].nbytes();
       prefetched[layer] = true;
     };
     double phase_start = Now();
@@ -329,6 +323,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         } else if (ref.layer < offloaded_layers) {
           act_shape = x.sizes().vec();
           OffloadActivation(ref.layer, x);
+          stats.d2h_bytes += x.nbytes();
           prefetched[ref.layer] = false;
         } else {
           saved[ref.layer] = x;

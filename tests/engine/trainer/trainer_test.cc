@@ -77,7 +77,8 @@ TEST(TrainerTest, PartialOffloadEqualsDeviceActivations) {
   EXPECT_EQ(partial->plan().device_saved_layers, 1);
   EXPECT_EQ(full->plan().device_saved_layers, 0);
   EXPECT_LT(partial->plan().need.pinned, full->plan().need.pinned);
-  // The kept layer's input makes no round trip: one [tokens, d] input less each way.
+  // The kept layer's input makes no round trip: one [tokens, d] input less each way (the
+  // executor counts the bytes of the copies it issues).
   const std::vector<TokenBatch>& batches = f.batches[0];
   auto a = partial->Step(batches);
   auto b = full->Step(batches);
@@ -88,6 +89,31 @@ TEST(TrainerTest, PartialOffloadEqualsDeviceActivations) {
   EXPECT_EQ(b->d2h_bytes - a->d2h_bytes, input_bytes);
   EXPECT_EQ(b->h2d_bytes - a->h2d_bytes, input_bytes);
   ExpectSameLosses(f, partial_spec, testing::GoldenSpec(f, 1), 1e-6);
+}
+
+TEST(TrainerTest, KeptGraphLayerSendsNoInputOut) {
+  // Offloaded activations with layer 1 keeping its forward graph (both layers resident): layer
+  // 1's input neither goes out nor comes back, the same copies as keeping it on the device,
+  // and the losses of device activations.
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec graph_spec = testing::GoldenSpec(f, 2);
+  graph_spec.engine.activations = ActivationPlacement::kHost;
+  graph_spec.engine.keep_graph_layers = 1;
+  graph_spec.engine.device_saved_layers = 0;
+  TrainerSpec kept_spec = testing::GoldenSpec(f, 2);
+  kept_spec.engine.activations = ActivationPlacement::kHost;
+  kept_spec.engine.device_saved_layers = 1;
+  auto graph = Make(graph_spec);
+  auto kept = Make(kept_spec);
+  ASSERT_TRUE(graph && kept);
+  EXPECT_EQ(graph->plan().keep_graph_layers, 1);
+  auto a = graph->Step(f.batches[0]);
+  auto b = kept->Step(f.batches[0]);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  EXPECT_GT(a->d2h_bytes, 0);
+  EXPECT_EQ(a->d2h_bytes, b->d2h_bytes);
+  EXPECT_EQ(a->h2d_bytes, b->h2d_bytes);
+  ExpectSameLosses(f, graph_spec, testing::GoldenSpec(f, 1), 1e-6);
 }
 
 TEST(TrainerTest, RowChunkedLayersEqualWholeBatch) {
