@@ -6,27 +6,13 @@
 
 #include "engine/runtime/memory_planner.h"
 #include "gtest/gtest.h"
+#include "tests/engine/model/llama_shape.h"
 
 namespace sfd {
 namespace {
 
-ModelConfig SmallLlama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 32000;
-  c.hidden_size = 1024;
-  c.intermediate_size = 2816;
-  c.num_layers = 4;
-  c.num_heads = 16;
-  c.num_kv_heads = 8;
-  c.head_dim = 64;
-  c.max_position_embeddings = 2048;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
-  c.tie_word_embeddings = false;
-  return c;
-}
+// ~120M parameters: 4 layers of a 1024-wide Llama, untied 32k vocabulary.
+ModelConfig SmallLlama() { return testing::LlamaShape(1024, 2816, 4, 16, 8, 32000, false); }
 
 // Resident bytes the arenas add: allocated (zeroed, so every page is touched), then measured.
 int64_t ResidentGrowth(const ModelLayout& layout, Backend* backend, bool moments_8bit,

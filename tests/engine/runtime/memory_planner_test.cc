@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "tests/engine/model/llama_shape.h"
 
 namespace sfd {
 namespace {
@@ -18,21 +19,7 @@ namespace {
 constexpr int64_t kGiB = int64_t{1} << 30;
 
 ModelConfig Llama(int64_t d, int64_t inter, int layers, int64_t heads, bool tied) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 128256;
-  c.hidden_size = d;
-  c.intermediate_size = inter;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = 8;
-  c.head_dim = d / heads;
-  c.max_position_embeddings = 8192;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 500000.0;
-  c.tie_word_embeddings = tied;
-  return c;
+  return testing::LlamaShape(d, inter, layers, heads, /*kv_heads=*/8, /*vocab=*/128256, tied);
 }
 
 struct Shape {
