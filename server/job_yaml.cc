@@ -82,6 +82,7 @@ v1::JobSpec DefaultSpec() {
   e->set_cpu_threads(d.engine.cpu_threads);
   e->set_nvme_dir(d.engine.nvme_dir);
   e->set_lm_head_chunk_tokens(d.engine.lm_head_chunk_tokens);
+  e->set_cpu_binding(d.engine.bind_to_device_node ? "auto" : "none");
   return s;
 }
 
@@ -165,6 +166,7 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
     e->set_nvme_fraction(f);
   }
   SFD_YAML_GET(m, GetInt, "lm_head_chunk_tokens", int64_t, e, lm_head_chunk_tokens);
+  SFD_YAML_GET(m, GetString, "cpu_binding", std::string, e, cpu_binding);
   return m.RejectUnknownKeys();
 }
 
@@ -289,6 +291,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   if (e.window_slots() < 0) return Bad("engine.window_slots", "must be >= 0");
   SFD_RETURN_IF_ERROR(OneOf("engine.activation_offload", e.activation_offload(), {"auto", "device", "host"}));
   SFD_RETURN_IF_ERROR(OneOf("engine.compute_dtype", e.compute_dtype(), {"", "bf16", "fp16", "fp32"}));
+  SFD_RETURN_IF_ERROR(OneOf("engine.cpu_binding", e.cpu_binding(), {"auto", "none"}));
   if (e.cpu_threads() < 0 || e.cpu_threads() > 4096) return Bad("engine.cpu_threads", "must be in [0, 4096]");
   if (e.lm_head_chunk_tokens() < 1) return Bad("engine.lm_head_chunk_tokens", "must be >= 1");
   if (e.has_nvme_fraction()) {
@@ -407,6 +410,7 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   y << YAML::Key << "nvme_dir" << YAML::Value << e.nvme_dir();
   if (e.has_nvme_fraction()) y << YAML::Key << "nvme_fraction" << YAML::Value << Num(e.nvme_fraction());
   y << YAML::Key << "lm_head_chunk_tokens" << YAML::Value << e.lm_head_chunk_tokens();
+  y << YAML::Key << "cpu_binding" << YAML::Value << e.cpu_binding();
   y << YAML::EndMap;
   y << YAML::EndMap;
   return std::string(y.c_str()) + "\n";

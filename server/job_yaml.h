@@ -12,7 +12,8 @@
 //   eval: {every_steps, max_batches}
 //   checkpoint: {every_steps, keep_last, on_cancel}
 //   engine: {device, cuda_device, gpu_memory_budget, window_slots, activation_offload,
-//            compute_dtype, cpu_threads, nvme_dir, nvme_fraction, lm_head_chunk_tokens}
+//            compute_dtype, cpu_threads, nvme_dir, nvme_fraction, lm_head_chunk_tokens,
+//            cpu_binding (auto | none)}
 #pragma once
 
 #include <string>

@@ -55,6 +55,8 @@ class Backend {
   virtual bool is_cuda() const = 0;
   virtual at::Device device() const = 0;
   virtual std::string name() const = 0;
+  // PCI bus id of the device ("0000:19:00.0"); empty on the CPU tier.
+  virtual std::string pci_bus_id() const { return ""; }
 
   virtual std::unique_ptr<Event> NewEvent() = 0;
   // An event that also records when it was reached (CUDA: timing enabled; CPU: host clock at

@@ -71,6 +71,14 @@ class CudaBackend final : public Backend {
   bool is_cuda() const override { return true; }
   at::Device device() const override { return at::Device(at::kCUDA, index_); }
   std::string name() const override { return name_; }
+  std::string pci_bus_id() const override {
+    char id[32] = {0};
+    if (cudaDeviceGetPCIBusId(id, sizeof(id), index_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return "";
+    }
+    return id;
+  }
   std::unique_ptr<Event> NewEvent() override { return std::make_unique<CudaEventImpl>(this, false); }
   std::unique_ptr<Event> NewTimingEvent() override {
     return std::make_unique<CudaEventImpl>(this, true);

@@ -55,6 +55,10 @@ struct EngineSpec {
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = every core with a GPU, all but two on CPU
+  // With a GPU on a machine of several NUMA nodes: run the engine's host threads on the GPU's
+  // node and allocate its host arenas there (runtime/cpu_placement.h); cpu_threads = 0 then
+  // means every CPU of that node. No effect on one node or on the CPU tier.
+  bool bind_to_device_node = true;
   // NVMe tier for the AdamW moments (m, v): a directory (created 0700 if missing) on a fast
   // local disk. The run keeps one file per NVMe unit in a private subdirectory, removed at
   // exit; host RAM drops from 14 to 6 bytes/param for those units (fp32 master + bf16 mirror).

@@ -88,6 +88,9 @@ absl::StatusOr<JobSpec> ToEngineJobSpec(const v1::JobSpec& s) {
   j.engine.nvme_dir = e.nvme_dir();
   if (e.has_nvme_fraction()) j.engine.nvme_fraction = e.nvme_fraction();
   j.engine.lm_head_chunk_tokens = e.lm_head_chunk_tokens();
+  if (e.cpu_binding() == "auto" || e.cpu_binding().empty()) j.engine.bind_to_device_node = true;
+  else if (e.cpu_binding() == "none") j.engine.bind_to_device_node = false;
+  else return Unknown("engine.cpu_binding", e.cpu_binding());
   return j;
 }
 

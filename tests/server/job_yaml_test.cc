@@ -69,6 +69,7 @@ TEST(JobYamlTest, FillsDefaultsFromTheEngine) {
   EXPECT_EQ(spec->data().format(), "auto");
   EXPECT_TRUE(spec->data().packing());
   EXPECT_EQ(spec->engine().device(), "auto");
+  EXPECT_EQ(spec->engine().cpu_binding(), "auto");
 }
 
 struct BadCase {
@@ -96,6 +97,7 @@ TEST(JobYamlTest, RejectsBadInputNamingTheField) {
       {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adam8}}\n", "training.optimizer.name: must be one of"},
       {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}}\nengine: {nvme_dir: nv}\n",
        "training.optimizer.name: adamw_8bit keeps its 8-bit moments in RAM and cannot be combined with engine.nvme_dir"},
+      {"model: m\ndata: {train: t}\nengine: {cpu_binding: node0}\n", "engine.cpu_binding: must be one of [auto, none], got 'node0'"},
       {"model: m\ndata: {train: t}\ndata2: 1\n", "data2"},
       {"data: {train: t}\n", "model: must be set"},
       {"model: m\n", "data.train: must be set"},

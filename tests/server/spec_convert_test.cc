@@ -23,7 +23,7 @@ eval: {every_steps: 6, max_batches: 2}
 checkpoint: {every_steps: 7, keep_last: 3, on_cancel: false}
 engine: {device: cpu, cuda_device: 1, gpu_memory_budget: 1000, window_slots: 3,
          activation_offload: host, compute_dtype: fp32, cpu_threads: 2, nvme_dir: /nv,
-         nvme_fraction: 0.25, lm_head_chunk_tokens: 128}
+         nvme_fraction: 0.25, lm_head_chunk_tokens: 128, cpu_binding: none}
 )");
   ASSERT_TRUE(spec.ok()) << spec.status();
   auto j = ToEngineJobSpec(*spec);
@@ -71,6 +71,7 @@ engine: {device: cpu, cuda_device: 1, gpu_memory_budget: 1000, window_slots: 3,
   ASSERT_TRUE(j->engine.nvme_fraction.has_value());
   EXPECT_DOUBLE_EQ(*j->engine.nvme_fraction, 0.25);
   EXPECT_EQ(j->engine.lm_head_chunk_tokens, 128);
+  EXPECT_FALSE(j->engine.bind_to_device_node);
 }
 
 TEST(SpecConvertTest, Adamw8bitSelectsEightBitMoments) {
@@ -79,6 +80,7 @@ TEST(SpecConvertTest, Adamw8bitSelectsEightBitMoments) {
   auto j = ToEngineJobSpec(*spec);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_TRUE(j->optimizer.moments_8bit);
+  EXPECT_TRUE(j->engine.bind_to_device_node);  // cpu_binding defaults to auto
   spec->mutable_training()->mutable_optimizer()->set_name("sgd");
   auto bad = ToEngineJobSpec(*spec);
   ASSERT_FALSE(bad.ok());

@@ -4,7 +4,9 @@
 // (at least the copy's duration), and around no wait next to nothing.
 #include "engine/runtime/backend.h"
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -50,6 +52,21 @@ TEST(BackendTimingTest, CudaEventsAroundAWaitMeasureTheStall) {
   EXPECT_GT(stall, 0.002) << "a 512 MiB H2D copy took no time?";
   EXPECT_LT(stall, 2.0);
   EXPECT_LT(idle1->SecondsSince(*idle0), 0.001);
+}
+
+// The PCI bus id is what the NUMA placement (runtime/cpu_placement.h) looks up in sysfs: the
+// CUDA backend must name a device sysfs has; the CPU tier names none.
+TEST(BackendPciTest, CudaNamesADeviceSysfsKnowsCpuNamesNone) {
+  auto cpu = CreateCpuBackend();
+  ASSERT_TRUE(cpu.ok());
+  EXPECT_EQ((*cpu)->pci_bus_id(), "");
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
+  auto backend = CreateCudaBackend(0);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::string id = (*backend)->pci_bus_id();
+  ASSERT_FALSE(id.empty());
+  std::transform(id.begin(), id.end(), id.begin(), [](unsigned char c) { return std::tolower(c); });
+  EXPECT_TRUE(std::filesystem::exists("/sys/bus/pci/devices/" + id + "/numa_node")) << id;
 }
 
 }  // namespace
