@@ -13,6 +13,7 @@
 #include <functional>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
 #include "engine/io/hf_model_dir.h"
@@ -163,7 +164,17 @@ absl::Status Trainer::Impl::LoadAndPlan() {
                                            : "CPU threads unbound: no GPU";
   }
   plan.numa_node = placement.node;
-  plan.summary += " " + placement.summary + ".";
+  // With a GPU the optimizer gets every core: the threads that issue device work and stage
+  // copies mostly wait, and the bandwidth-bound AdamW gains from each extra core (H200, 16
+  // cores, 3B at bs8 under 8 GiB: 16 threads 0.78 s/step, 14 threads 0.86 s, results of
+  // 2026-11-22). On the CPU stand-in tier the device work itself needs cores: all but two.
+  // "Every core" is every CPU this thread may run on now: the GPU node's when bound, else the
+  // process's mask (a cgroup cpuset or taskset limits it below hardware_concurrency()).
+  const int hw = placement.bound() ? static_cast<int>(placement.cpus.size())
+                                    : static_cast<int>(AllowedCpus().size());
+  const int default_threads = backend->is_cuda() ? std::max(1, hw) : std::max(1, hw - 2);
+  plan.cpu_threads = spec.engine.cpu_threads > 0 ? spec.engine.cpu_threads : default_threads;
+  plan.summary += absl::StrCat(" ", placement.summary, "; ", plan.cpu_threads, " CPU optimizer threads.");
 
   if (!spec.random_init) {
     SFD_ASSIGN_OR_RETURN(source, HfModelDir::Open(spec.model_dir));
@@ -223,16 +234,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   }
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
                                                   m->nvme_units, spec.optimizer.moments_8bit));
-  // With a GPU the optimizer gets every core: the threads that issue device work and stage
-  // copies mostly wait, and the bandwidth-bound AdamW gains from each extra core (H200, 16
-  // cores, 3B at bs8 under 8 GiB: 16 threads 0.78 s/step, 14 threads 0.86 s, results of
-  // 2026-11-22). On the CPU stand-in tier the device work itself needs cores: all but two.
-  // Bound to the GPU's node: every CPU of that node.
-  const int hw = m->placement.bound() ? static_cast<int>(m->placement.cpus.size())
-                                      : static_cast<int>(std::thread::hardware_concurrency());
-  const int default_threads = m->backend->is_cuda() ? std::max(1, hw) : std::max(1, hw - 2);
-  m->adam = std::make_unique<CpuAdamW>(spec.engine.cpu_threads > 0 ? spec.engine.cpu_threads
-                                                                   : default_threads);
+  m->adam = std::make_unique<CpuAdamW>(m->plan.cpu_threads);
   for (int u = 0; u < layout.num_units(); ++u) {
     float* master = m->host[u].master.data_ptr<float>();
     for (const ParamEntry& p : layout.layout(u).params()) {

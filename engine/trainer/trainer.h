@@ -29,6 +29,7 @@ struct MemoryPlan {
   int keep_graph_layers = 0;            // layers whose forward graph is kept (no recompute)
   int device_optimizer_units = 0;       // leading units whose AdamW runs on the device
   int nvme_layers = 0;                  // decoder layers whose AdamW moments live on NVMe
+  int cpu_threads = 0;       // CPU AdamW threads (engine.cpu_threads, or the default it stands for)
   int numa_node = -1;        // NUMA node the engine's threads and host arenas are bound to (-1 = unbound)
   std::string summary;       // one human-readable paragraph
 };

@@ -8,6 +8,7 @@
 
 #include "engine/common/remove_tree.h"
 #include "absl/strings/match.h"
+#include "engine/runtime/cpu_placement.h"
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
 #include "tests/engine/trainer/golden_fixture.h"
@@ -53,7 +54,46 @@ TEST(TrainerPlanTest, SamePlanAsCreate) {
     EXPECT_EQ(plan->lm_head_chunk_tokens, want.lm_head_chunk_tokens);
     EXPECT_EQ(plan->layer_chunk_tokens, want.layer_chunk_tokens);
     EXPECT_EQ(plan->keep_graph_layers, want.keep_graph_layers);
+    EXPECT_EQ(plan->cpu_threads, want.cpu_threads);
+    EXPECT_EQ(plan->numa_node, want.numa_node);
     EXPECT_GT(plan->need.host, 0);
+  }
+}
+
+// The plan names its CPU optimizer threads and where they run: engine.cpu_threads when set;
+// else every CPU the caller may use with a GPU (its node's when bound), all but two on the CPU
+// tier — counted from the affinity mask, so a taskset/cpuset-limited process is not
+// oversubscribed.
+TEST(TrainerPlanTest, ReportsCpuThreadsAndPlacement) {
+  auto f = testing::LoadGolden("qwen3");
+  TrainerSpec spec = testing::GoldenSpec(f, 1);
+  spec.engine.cpu_threads = 3;
+  auto set = Trainer::Plan(spec);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->cpu_threads, 3);
+  EXPECT_TRUE(absl::StrContains(set->summary, "; 3 CPU optimizer threads.")) << set->summary;
+
+  spec.engine.cpu_threads = 0;
+  const std::vector<int> allowed = AllowedCpus();
+  auto scope = ScopedCpuAffinity::Bind({allowed.front()});  // as under `taskset -c <one cpu>`
+  ASSERT_TRUE(scope.ok());
+  auto one = Trainer::Plan(spec);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->cpu_threads, 1);
+  scope->reset();
+  auto all = Trainer::Plan(spec);
+  ASSERT_TRUE(all.ok());
+  const int n = static_cast<int>(allowed.size());
+  if (all->device_name == "cpu") {
+    EXPECT_EQ(all->cpu_threads, std::max(1, n - 2));
+    EXPECT_EQ(all->numa_node, -1);
+    EXPECT_TRUE(absl::StrContains(all->summary, "CPU threads unbound: no GPU")) << all->summary;
+  } else if (all->numa_node < 0) {  // a GPU on a one-node machine (the GPU machine here)
+    EXPECT_EQ(all->cpu_threads, n);
+    EXPECT_TRUE(absl::StrContains(all->summary, "CPU threads unbound: ")) << all->summary;
+  } else {
+    EXPECT_LE(all->cpu_threads, n);
+    EXPECT_TRUE(absl::StrContains(all->summary, "on NUMA node " + std::to_string(all->numa_node)));
   }
 }
 
