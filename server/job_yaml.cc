@@ -167,6 +167,8 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
   }
   SFD_YAML_GET(m, GetInt, "lm_head_chunk_tokens", int64_t, e, lm_head_chunk_tokens);
   SFD_YAML_GET(m, GetString, "cpu_binding", std::string, e, cpu_binding);
+  // A spec made before the key existed prints it empty: that meant auto.
+  if (e->cpu_binding().empty()) e->set_cpu_binding("auto");
   return m.RejectUnknownKeys();
 }
 

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -93,9 +94,14 @@ std::vector<int> AllowedCpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
   std::vector<int> out;
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return out;
-  for (int c = 0; c <= kMaxCpuId; ++c)
-    if (CPU_ISSET(c, &set)) out.push_back(c);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c <= kMaxCpuId; ++c)
+      if (CPU_ISSET(c, &set)) out.push_back(c);
+  }
+  if (out.empty()) {  // more CPU ids than a cpu_set_t holds: every CPU the machine reports
+    const int n = std::max(1u, std::thread::hardware_concurrency());
+    for (int c = 0; c < n; ++c) out.push_back(c);
+  }
   return out;
 }
 
@@ -149,8 +155,13 @@ absl::StatusOr<std::unique_ptr<ScopedCpuAffinity>> ScopedCpuAffinity::Bind(const
   for (int c : cpus) {
     if (c < 0 || c > kMaxCpuId) return absl::InvalidArgumentError(absl::StrCat("CPU ", c, " is out of range"));
   }
-  std::vector<int> saved = AllowedCpus();
   cpu_set_t set;
+  std::vector<int> saved;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c <= kMaxCpuId; ++c)
+      if (CPU_ISSET(c, &set)) saved.push_back(c);
+  }
+  if (saved.empty()) return absl::FailedPreconditionError("cannot read this thread's CPU mask to restore it later");
   SetMask(cpus, &set);
   const int err = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
   if (err != 0) {

@@ -9,8 +9,9 @@
 // ScopedCpuAffinity is alive the calling thread runs on those CPUs only; every thread it
 // creates inherits the mask, and the pages it or they first touch (cudaHostAlloc pins by
 // touching) come from the local node under Linux's default policy. The trainer holds one over
-// its whole set-up, so nothing else in the process (the daemon's worker loop, test code) stays
-// bound afterwards.
+// its set-up and over each step (buffers made on the first step), so nothing else in the
+// process (the daemon's worker loop, test code) stays bound afterwards; while bound it also
+// sizes ATen's host thread pool to the node.
 //
 // On one node (or when sysfs says nothing) the placement is unbound and nothing changes.
 // Linux-only (sched_getaffinity / pthread_setaffinity_np); no torch.
@@ -38,7 +39,8 @@ struct CpuPlacement {
 // InvalidArgument quoting the text.
 absl::StatusOr<std::vector<int>> ParseCpuList(std::string_view text);
 
-// CPUs the calling thread may run on (sched_getaffinity), ascending.
+// CPUs the calling thread may run on (sched_getaffinity), ascending; if the mask cannot be
+// read (more CPU ids than a cpu_set_t holds), 0 .. hardware_concurrency()-1.
 std::vector<int> AllowedCpus();
 
 // The placement for the device at `pci_bus_id` ("0000:19:00.0", any case) given the CPUs this

@@ -13,6 +13,9 @@
 #include <functional>
 #include <thread>
 
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
@@ -113,6 +116,15 @@ struct Trainer::Impl {
       if (h.mirror.defined())
         adam->FloatToBf16(h.master.data_ptr<float>(), reinterpret_cast<uint16_t*>(h.mirror.data_ptr()),
                           h.numel());
+  }
+
+  // Binds the calling thread to the placement's CPUs until the result goes. Placement is a
+  // hint: if the kernel refuses (the process's CPU set changed since the plan), run unbound.
+  std::unique_ptr<ScopedCpuAffinity> BindToPlacement() {
+    absl::StatusOr<std::unique_ptr<ScopedCpuAffinity>> b = ScopedCpuAffinity::Bind(placement.cpus);
+    if (b.ok()) return std::move(b).value();
+    spdlog::warn("running unbound: {}", b.status().ToString());
+    return nullptr;
   }
 
   // Model config, device and memory plan (the part Create and Plan share). The plan is made
@@ -217,7 +229,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   // Everything below runs on the GPU's NUMA node: the host arenas are first touched there and
   // every engine thread is created there (and keeps the binding); the caller is unbound again
   // when Create returns.
-  SFD_ASSIGN_OR_RETURN(std::unique_ptr<ScopedCpuAffinity> bound, ScopedCpuAffinity::Bind(m->placement.cpus));
+  std::unique_ptr<ScopedCpuAffinity> bound = m->BindToPlacement();
+  // ATen's host pool (arena zero-fill, gradient accumulation) sized to the node, not the machine.
+  if (m->placement.bound()) at::set_num_threads(static_cast<int>(m->placement.cpus.size()));
 
   const bool bf16 = m->dtype == at::kBFloat16;
   SFD_ASSIGN_OR_RETURN(const double nvme_fraction, NvmeFraction(spec.engine));
@@ -283,6 +297,9 @@ int64_t Trainer::step() const { return impl_->step; }
 
 absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_batches) {
   Impl& m = *impl_;
+  // Buffers made on the first step (offloaded activations, accumulation arenas) belong on the
+  // GPU's node too, and the launching thread runs there.
+  std::unique_ptr<ScopedCpuAffinity> bound = m.BindToPlacement();
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   SFD_RETURN_IF_ERROR(m.CheckNvme());
   const double t0 = Now();

@@ -146,6 +146,13 @@ TEST(JobYamlTest, PrintedSpecParsesBackToTheSameSpec) {
   auto plain_again = ParseJobYaml(JobSpecToYaml(*plain));
   ASSERT_TRUE(plain_again.ok());
   EXPECT_FALSE(plain_again->engine().has_nvme_fraction());
+  // A spec from before engine.cpu_binding existed (a client's proto without it) prints it
+  // empty; that parses back as auto instead of being refused.
+  v1::JobSpec old = *plain;
+  old.mutable_engine()->clear_cpu_binding();
+  auto old_again = ParseJobYaml(JobSpecToYaml(old));
+  ASSERT_TRUE(old_again.ok()) << old_again.status();
+  EXPECT_EQ(old_again->engine().cpu_binding(), "auto");
 }
 
 class JobPathsTest : public ::testing::Test {
