@@ -6,9 +6,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include "absl/strings/match.h"
 
@@ -153,6 +157,43 @@ TEST(JobYamlTest, PrintedSpecParsesBackToTheSameSpec) {
   auto old_again = ParseJobYaml(JobSpecToYaml(old));
   ASSERT_TRUE(old_again.ok()) << old_again.status();
   EXPECT_EQ(old_again->engine().cpu_binding(), "auto");
+}
+
+// Every key path of a YAML mapping tree ("engine.cpu_binding").
+void KeyPaths(const YAML::Node& n, const std::string& prefix, std::set<std::string>* out) {
+  if (!n.IsMap()) return;
+  for (const auto& kv : n) {
+    const std::string path = prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
+    out->insert(path);
+    KeyPaths(kv.second, path, out);
+  }
+}
+
+// deploy/example/job-reference.yaml documents every key at its default: it must parse to
+// exactly the defaults, and its keys (commented optional ones included) must be exactly the
+// keys the daemon prints, so a new key cannot go undocumented and a stale one cannot stay.
+TEST(JobYamlTest, ReferenceFileShowsEveryKeyAtItsDefault) {
+  std::ifstream in(std::string(SFD_SOURCE_DIR) + "/deploy/example/job-reference.yaml");
+  ASSERT_TRUE(in) << "deploy/example/job-reference.yaml";
+  std::stringstream text;
+  text << in.rdbuf();
+  auto reference = ParseJobYaml(text.str());
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto defaults = ParseJobYaml("model: my-model\ndata: {train: train.jsonl}\n");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*reference, *defaults))
+      << "the reference's values differ from the defaults, which print as:\n" << JobSpecToYaml(*defaults);
+
+  // Optional keys with no default value are shown commented out ("  # key: value").
+  const std::string uncommented = std::regex_replace(text.str(), std::regex("\n( *)# ([a-z_]+:)"), "\n$1$2");
+  std::set<std::string> documented, printed;
+  KeyPaths(YAML::Load(uncommented), "", &documented);
+  v1::JobSpec all = *defaults;  // with the optional keys set, so that they print
+  all.mutable_engine()->set_nvme_dir("nv");
+  all.mutable_engine()->set_nvme_fraction(0.5);
+  KeyPaths(YAML::Load(JobSpecToYaml(all)), "", &printed);
+  for (const std::string& k : printed) EXPECT_TRUE(documented.count(k)) << k << " is not in job-reference.yaml";
+  for (const std::string& k : documented) EXPECT_TRUE(printed.count(k)) << k << " is documented but not a job.yaml key";
 }
 
 class JobPathsTest : public ::testing::Test {
