@@ -9,6 +9,8 @@
 //             [--activations auto|device|host] [--device-saved-layers N] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--optimizer adamw|adamw_8bit]   adamw_8bit: 8-bit moments (optim/adamw_8bit.h)
+//             [--cpu-binding auto|none]   none: engine threads and host arenas not bound to the
+//                                         GPU's NUMA node (runtime/cpu_placement.h)
 //             [--trace FILE --trace-step N]   (sfd_bench_trace only: Kineto trace of step N)
 //             [--stream-passes N]   after training: N forward-only passes of the first batch,
 //                                   printing STREAM with the weight bytes streamed H2D per second
@@ -144,6 +146,12 @@ int Run(const Args& a) {
                             : act == "device" ? ActivationPlacement::kDevice
                                               : ActivationPlacement::kAuto;
   spec.engine.device_saved_layers = std::stoi(a.Get("device-saved-layers", "-1"));
+  const std::string binding = a.Get("cpu-binding", "auto");
+  if (binding != "auto" && binding != "none") {
+    std::fprintf(stderr, "error: --cpu-binding must be auto or none, got %s\n", binding.c_str());
+    return 2;
+  }
+  spec.engine.bind_to_device_node = binding == "auto";
   spec.engine.nvme_dir = a.Get("nvme-dir", "");
   if (a.Has("nvme-fraction")) spec.engine.nvme_fraction = std::stod(a.Get("nvme-fraction"));
   if (!a.Has("batches")) {
