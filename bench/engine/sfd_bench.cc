@@ -44,6 +44,15 @@ struct Args {
     return it == kv.end() ? def : it->second;
   }
   bool Has(const std::string& k) const { return kv.count(k) > 0; }
+  // --k, one of two words (the first is the default); false after printing the error.
+  bool GetChoice(const std::string& k, const std::string& first, const std::string& second,
+                 std::string* out) const {
+    *out = Get(k, first);
+    if (*out == first || *out == second) return true;
+    std::fprintf(stderr, "error: --%s must be %s or %s, got %s\n", k.c_str(), first.c_str(),
+                 second.c_str(), out->c_str());
+    return false;
+  }
 };
 
 Args Parse(int argc, char** argv) {
@@ -122,12 +131,13 @@ int Run(const Args& a) {
   spec.optimizer.lr = std::stod(a.Get("lr", "1e-5"));
   spec.optimizer.beta2 = std::stod(a.Get("beta2", "0.999"));
   spec.optimizer.weight_decay = std::stod(a.Get("weight-decay", "0"));
-  const std::string optimizer = a.Get("optimizer", "adamw");
-  if (optimizer != "adamw" && optimizer != "adamw_8bit") {
-    std::fprintf(stderr, "error: --optimizer must be adamw or adamw_8bit, got %s\n", optimizer.c_str());
+  std::string optimizer, binding;
+  if (!a.GetChoice("optimizer", "adamw", "adamw_8bit", &optimizer) ||
+      !a.GetChoice("cpu-binding", "auto", "none", &binding)) {
     return 2;
   }
   spec.optimizer.moments_8bit = optimizer == "adamw_8bit";
+  spec.engine.bind_to_device_node = binding == "auto";
   spec.max_grad_norm = std::stod(a.Get("max-grad-norm", "1.0"));
   const std::string sched = a.Get("schedule", "constant");
   spec.schedule.kind = sched == "cosine" ? LrScheduleKind::kCosine
@@ -146,12 +156,6 @@ int Run(const Args& a) {
                             : act == "device" ? ActivationPlacement::kDevice
                                               : ActivationPlacement::kAuto;
   spec.engine.device_saved_layers = std::stoi(a.Get("device-saved-layers", "-1"));
-  const std::string binding = a.Get("cpu-binding", "auto");
-  if (binding != "auto" && binding != "none") {
-    std::fprintf(stderr, "error: --cpu-binding must be auto or none, got %s\n", binding.c_str());
-    return 2;
-  }
-  spec.engine.bind_to_device_node = binding == "auto";
   spec.engine.nvme_dir = a.Get("nvme-dir", "");
   if (a.Has("nvme-fraction")) spec.engine.nvme_fraction = std::stod(a.Get("nvme-fraction"));
   if (!a.Has("batches")) {
