@@ -186,7 +186,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
                                     : static_cast<int>(AllowedCpus().size());
   const int default_threads = backend->is_cuda() ? std::max(1, hw) : std::max(1, hw - 2);
   plan.cpu_threads = spec.engine.cpu_threads > 0 ? spec.engine.cpu_threads : default_threads;
-  plan.summary += absl::StrCat(" ", placement.summary, "; ", plan.cpu_threads, " CPU optimizer threads.");
+  plan.summary += absl::StrCat("; ", placement.summary, "; ", plan.cpu_threads, " CPU optimizer threads.");
 
   if (!spec.random_init) {
     SFD_ASSIGN_OR_RETURN(source, HfModelDir::Open(spec.model_dir));
