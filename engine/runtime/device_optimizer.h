@@ -1,9 +1,13 @@
 // DeviceOptimizer: AdamW state and update on the device for the units whose optimizer state
 // fits there (the planner picks the first units in forward order, so the next step's forward
-// never waits for them). Per unit, tier device, fp32 [unit numel]: master, exp_avg, exp_avg_sq,
-// and — only for steps with several micro-batches — a gradient accumulator. The update has
-// torch.optim.AdamW's single-tensor semantics (same as the CPU kernel) and writes the new
-// weights, cast to the compute dtype, straight into the unit's device weight buffer.
+// never waits for them). Per unit, tier device: master fp32 [unit numel]; the moments as the
+// host keeps them (HostUnit): exp_avg, exp_avg_sq fp32 [numel], or with 8-bit moments their
+// codes uint8 [numel] and scales fp32 [Q8Blocks(numel)]; and — only for steps with several
+// micro-batches — an fp32 gradient accumulator [numel]. fp32 moments: torch.optim.AdamW's
+// single-tensor semantics in torch ops (as the CPU kernel); 8-bit moments: the CPU kernel's
+// bits (device_adamw_8bit.h on CUDA; the CPU kernel itself when the device is the CPU). The
+// update writes the new weights, cast to the compute dtype, straight into the unit's device
+// weight buffer.
 #pragma once
 
 #include <cstdint>
@@ -26,9 +30,9 @@ class DeviceOptimizer {
   int num_units() const { return static_cast<int>(state_.size()); }
   bool has(int unit) const { return unit < num_units(); }
 
-  // host master/m/v -> device (allocates on first use).
+  // host master/m/v (and scales) -> device (allocates on first use).
   absl::Status Upload(const std::vector<HostUnit>& host);
-  // device master/m/v -> host arenas (for checkpoints), synchronously.
+  // device master/m/v (and scales) -> host arenas (for checkpoints), synchronously.
   absl::Status Download(std::vector<HostUnit>* host);
   // Gradient accumulation over micro-batches: acc = grad (first) or acc += grad, fp32.
   absl::Status Accumulate(int unit, const at::Tensor& grad, bool first);
@@ -40,7 +44,10 @@ class DeviceOptimizer {
  private:
   struct State {
     at::Tensor master, m, v, acc;
+    at::Tensor m_scale, v_scale;  // 8-bit moments only
   };
+  void Update8bit(int unit, const AdamWStep& hp, const at::Tensor& grad, const at::Tensor& weights);
+
   Backend* backend_;
   std::vector<State> state_;
 };

@@ -169,8 +169,9 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.activations_on_device = !offload;
   p.lm_head_chunk_tokens = chunk;
   // Room left on the device (the budget, or 90% of what is free) goes to two things:
-  //  - the AdamW state (fp32 master, m, v) of the leading units on the device, which takes
-  //    their update off the CPU and their weights off PCIe; only with every layer resident;
+  //  - the AdamW state (fp32 master, m, v; or master and 8-bit m, v) of the leading units on the
+  //    device, which takes their update off the CPU and their weights off PCIe; only with every
+  //    layer resident;
   //  - forward graphs kept for backward (no recompute): ~t * (6*I + 12*d) * es per layer; only
   //    with the saved inputs on the device.
   // Whichever bound is larger gets first claim: the CPU AdamW of the whole model (~5 Gparam/s)
@@ -183,19 +184,25 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   const bool graphs_first = gpu_step_s > cpu_adamw_s;
   int64_t room = budget - (fixed + slots * per_slot + saved + working);
   int64_t device_opt_bytes = 0;
+  // Device bytes of a unit's optimizer state: fp32 master + m + v, or fp32 master + 8-bit codes
+  // and block scales.
+  auto opt_bytes = [&](int u) {
+    const int64_t n = layout.layout(u).numel();
+    return in.moments_8bit ? 6 * n + 8 * Q8Blocks(n) : 12 * n;
+  };
   auto claim_optimizer = [&] {
     if (e.device_optimizer_units >= 0) {
       p.device_optimizer_units = std::min(e.device_optimizer_units, layout.num_units());
-      for (int u = 0; u < p.device_optimizer_units; ++u) room -= 12 * layout.layout(u).numel();
-    } else if (in.cuda && slots == L && !offload && !in.moments_8bit) {
+      for (int u = 0; u < p.device_optimizer_units; ++u) room -= opt_bytes(u);
+    } else if (in.cuda && slots == L && !offload) {
       for (int u = 0; u < layout.num_units(); ++u) {
-        const int64_t cost = 12 * layout.layout(u).numel();
+        const int64_t cost = opt_bytes(u);
         if (cost > room) break;
         room -= cost;
         ++p.device_optimizer_units;
       }
     }
-    for (int u = 0; u < p.device_optimizer_units; ++u) device_opt_bytes += 12 * layout.layout(u).numel();
+    for (int u = 0; u < p.device_optimizer_units; ++u) device_opt_bytes += opt_bytes(u);
   };
   auto claim_graphs = [&] {
     if (e.keep_graph_layers >= 0) {

@@ -27,7 +27,7 @@ struct PlannerInputs {
   int64_t host_available = 0;   // MemAvailable (0 = unknown)
   int64_t nvme_available = 0;   // free bytes where engine.nvme_dir lives (0 = unknown)
   const EngineSpec* engine = nullptr;
-  bool moments_8bit = false;  // optimizer adamw_8bit: host moments 2 bytes/param, none on the device
+  bool moments_8bit = false;  // optimizer adamw_8bit: moments 2 bytes/param (+ scales), host and device
   int64_t staging_elems = int64_t{1} << 24;
 };
 

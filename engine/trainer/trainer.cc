@@ -142,17 +142,10 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   SFD_ASSIGN_OR_RETURN(backend, Backend::Create(spec.engine));
   SFD_ASSIGN_OR_RETURN(dtype, ComputeDtype(spec.engine.compute_dtype, backend->is_cuda()));
 
-  if (spec.optimizer.moments_8bit) {  // the NVMe tier and the device optimizer hold fp32 moments
-    if (!spec.engine.nvme_dir.empty()) {
-      return absl::InvalidArgumentError(
-          "engine.nvme_dir: the NVMe tier stores fp32 AdamW moments; optimizer adamw_8bit keeps "
-          "its 8-bit moments in RAM — use one or the other");
-    }
-    if (spec.engine.device_optimizer_units > 0) {
-      return absl::InvalidArgumentError(
-          "engine.device_optimizer_units: the device optimizer keeps fp32 AdamW state; it cannot "
-          "be combined with optimizer adamw_8bit");
-    }
+  if (spec.optimizer.moments_8bit && !spec.engine.nvme_dir.empty()) {  // NVMe holds fp32 moments
+    return absl::InvalidArgumentError(
+        "engine.nvme_dir: the NVMe tier stores fp32 AdamW moments; optimizer adamw_8bit keeps "
+        "its 8-bit moments in RAM — use one or the other");
   }
   PlannerInputs pin;
   pin.moments_8bit = spec.optimizer.moments_8bit;

@@ -4,7 +4,8 @@
 // budget never gives less; a CPU-bound step (3B, 8k tokens) gives the optimizer first claim,
 // a GPU-bound one (8B, 64k tokens) the kept graphs; explicit settings win; a budget too small
 // for one slot is refused with the numbers; offloaded saved inputs keep as many of the last
-// layers' inputs on the device as the room allows.
+// layers' inputs on the device as the room allows; 8-bit moments take half the device bytes per
+// unit of optimizer state.
 #include "engine/runtime/memory_planner.h"
 
 #include <string>
@@ -32,7 +33,7 @@ Shape Llama3B() { return Shape(Llama(3072, 8192, 28, 24, true)); }
 Shape Llama8B() { return Shape(Llama(4096, 14336, 32, 32, false)); }
 
 absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_gib,
-                                EngineSpec e = EngineSpec()) {
+                                EngineSpec e = EngineSpec(), bool moments_8bit = false) {
   e.max_tokens_per_micro_batch = tokens;
   e.device_memory_budget = budget_gib * kGiB;
   PlannerInputs in;
@@ -45,6 +46,7 @@ absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_g
   in.device_free = 139 * kGiB;
   in.host_available = 0;  // unknown: not what these tests are about
   in.engine = &e;
+  in.moments_8bit = moments_8bit;
   return PlanMemory(in);
 }
 
@@ -80,6 +82,33 @@ TEST(MemoryPlannerTest, RoomUnderABudgetGoesToTheOptimizerWhenTheCpuBounds) {
   auto all = Plan(s, 8192, 0);  // no budget: 90% of the free 139 GiB
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->device_optimizer_units, s.layout.num_units()) << all->summary;
+}
+
+TEST(MemoryPlannerTest, EightBitMomentsPutAboutTwiceTheUnitsOnTheDevice) {
+  // 3B at 8k tokens under 32 GiB: the room that holds k units' fp32 state (12 B/param) holds
+  // about 2k units' 8-bit state (4 B master + 2 B codes + 8 B of scales per 64 elements), and
+  // the plan counts exactly those bytes.
+  const Shape s = Llama3B();
+  auto fp32 = Plan(s, 8192, 32);
+  auto q8 = Plan(s, 8192, 32, EngineSpec(), /*moments_8bit=*/true);
+  ASSERT_TRUE(fp32.ok() && q8.ok()) << fp32.status() << q8.status();
+  SCOPED_TRACE(q8->summary);
+  ASSERT_GT(fp32->device_optimizer_units, 1) << fp32->summary;
+  EXPECT_GE(q8->device_optimizer_units, 2 * fp32->device_optimizer_units - 1);
+  EXPECT_LE(q8->need.device, 32 * kGiB);
+  // Explicit units: the 8-bit plan needs 6 B/param + scales less per unit than fp32's 12.
+  EngineSpec e;
+  e.device_optimizer_units = 3;
+  e.keep_graph_layers = 0;
+  auto a = Plan(s, 8192, 32, e);
+  auto b = Plan(s, 8192, 32, e, /*moments_8bit=*/true);
+  ASSERT_TRUE(a.ok() && b.ok());
+  int64_t saved = 0;
+  for (int u = 0; u < 3; ++u) {
+    const int64_t n = s.layout.layout(u).numel();
+    saved += 12 * n - (6 * n + 8 * ((n + 63) / 64));
+  }
+  EXPECT_EQ(a->need.device - b->need.device, saved);
 }
 
 TEST(MemoryPlannerTest, GpuBoundStepKeepsGraphsBeforeOptimizerState) {
