@@ -48,7 +48,7 @@ TEST(DeviceAdamW8bitTest, CudaKernelGivesTheCpuKernelsBits) {
     at::manual_seed(7);
     Q8Buffers host{at::randn({n}), at::zeros({n}, at::kByte), at::zeros({Q8Blocks(n)}),
                    at::zeros({n}, at::kByte), at::zeros({Q8Blocks(n)}), at::zeros({n}, at::kBFloat16)};
-    Q8Buffers dev = host.To(at::Device(at::kCuda, 0));
+    Q8Buffers dev = host.To(at::Device(at::kCUDA, 0));
     AdamWStep hp;
     hp.lr = 1e-2f;
     hp.weight_decay = 0.1f;
