@@ -6,7 +6,7 @@
 //             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--cpu-threads N] [--slots K] [--budget-gib X] [--timing-warmup N]
-//             [--activations auto|device|host] [--device-saved-layers N] [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--activations auto|device|host] [--device-saved-layers N] [--device-update-layers N] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--optimizer adamw|adamw_8bit]   adamw_8bit: 8-bit moments (optim/adamw_8bit.h)
 //             [--cpu-binding auto|none]   none: engine threads and host arenas not bound to the
@@ -156,6 +156,7 @@ int Run(const Args& a) {
                             : act == "device" ? ActivationPlacement::kDevice
                                               : ActivationPlacement::kAuto;
   spec.engine.device_saved_layers = std::stoi(a.Get("device-saved-layers", "-1"));
+  spec.engine.device_update_layers = std::stoi(a.Get("device-update-layers", "0"));
   spec.engine.nvme_dir = a.Get("nvme-dir", "");
   if (a.Has("nvme-fraction")) spec.engine.nvme_fraction = std::stod(a.Get("nvme-fraction"));
   if (!a.Has("batches")) {
@@ -173,6 +174,9 @@ int Run(const Args& a) {
   }
   spec.schedule.total_steps = a.Has("batches") ? static_cast<int64_t>(batches.size())
                                                : std::stoll(a.Get("steps", "8"));
+  spec.engine.max_micro_batches_per_step =
+      a.Has("batches") ? (batches.empty() ? 1 : static_cast<int>(batches[0].size()))
+                       : std::stoi(a.Get("accum", "1"));
   auto trainer = Trainer::Create(spec);
   if (!trainer.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(trainer.status().message()).c_str());

@@ -25,6 +25,7 @@ TrainerSpec TrainerSpecFor(const JobSpec& spec, int64_t total_steps) {
   ts.max_grad_norm = spec.max_grad_norm;
   ts.seed = spec.seed;
   ts.engine = spec.engine;
+  ts.engine.max_micro_batches_per_step = static_cast<int>(spec.gradient_accumulation_steps);
   return ts;
 }
 

@@ -39,7 +39,8 @@ namespace sfd {
 constexpr int64_t kQ8Block = 64;
 constexpr int64_t Q8Blocks(int64_t n) { return (n + kQ8Block - 1) / kQ8Block; }
 
-// A unit's 8-bit moments (host memory), or a block-aligned slice of them.
+// A unit's 8-bit moments (host memory, or device memory for runtime/device_adamw_8bit.h), or a
+// block-aligned slice of them.
 struct Q8Moments {
   uint8_t* m = nullptr;
   float* m_scale = nullptr;

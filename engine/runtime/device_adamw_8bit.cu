@@ -12,6 +12,10 @@
 
 #include "engine/optim/cpu_adamw_kernels.h"
 
+#if defined(__USE_FAST_MATH__)
+#error "device_adamw_8bit.cu must not be built with --use_fast_math: its bits must equal the CPU kernels'"
+#endif
+
 namespace sfd {
 namespace optim_internal {
 namespace {

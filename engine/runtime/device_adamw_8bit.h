@@ -1,8 +1,10 @@
 // The 8-bit-moment AdamW (optim/adamw_8bit.h) on a CUDA device, for the units whose optimizer
 // state the planner puts there (DeviceOptimizer). It compiles the CPU kernels' element math
 // (optim/adamw_8bit_math.inc) with --fmad=false, and block maxima are order-free (max over the
-// fp32 bit patterns), so it gives the CPU kernels' bits: a unit's update does not depend on the
-// tier that ran it, and its state moves between the tiers as it is. No torch and no CUDA headers
+// fp32 bit patterns), so from the same gradient it gives the CPU kernels' bits, and a unit's
+// state moves between the tiers as it is. (The gradients the tiers see can differ: in direct
+// mode the host receives the embedding's and head's rounded to bf16, and the clip coefficient
+// comes from sums taken in another order.) No torch and no CUDA headers
 // here (device_optimizer.cc includes it on every build; the definition exists on CUDA builds).
 #pragma once
 

@@ -111,26 +111,34 @@ void DeviceOptimizer::Update(int unit, const AdamWStep& hp, const at::Tensor& gr
 
 void DeviceOptimizer::Update8bit(int unit, const AdamWStep& hp, const at::Tensor& grad,
                                  const at::Tensor& weights) {
-  State& s = state_[unit];
+  const State& s = state_[unit];
+  DeviceAdamW8bitStep(hp, unit, s.master, s.m, s.m_scale, s.v, s.v_scale, grad, weights);
+}
+
+void DeviceAdamW8bitStep(const AdamWStep& hp, int unit, const at::Tensor& master, const at::Tensor& m,
+                         const at::Tensor& m_scale, const at::Tensor& v, const at::Tensor& v_scale,
+                         const at::Tensor& grad, const at::Tensor& weights) {
   AdamWStep hp8 = hp;
   hp8.seed = Q8Seed(hp.step, unit);  // as the CPU update of this unit (optimizer_stage.cc)
-  const Q8Moments q{s.m.data_ptr<uint8_t>(), s.m_scale.data_ptr<float>(), s.v.data_ptr<uint8_t>(),
-                    s.v_scale.data_ptr<float>()};
+  const Q8Moments q{m.data_ptr<uint8_t>(), m_scale.data_ptr<float>(), v.data_ptr<uint8_t>(),
+                    v_scale.data_ptr<float>()};
   // bf16 weights are written by the kernel; other compute dtypes are cast from the master.
   const bool bf16_out = weights.scalar_type() == at::kBFloat16 && weights.is_contiguous();
-  const int64_t n = s.master.numel();
+  const int64_t n = weights.numel();
+  TORCH_CHECK(grad.numel() == n && master.numel() >= n, "8-bit device AdamW of unit ", unit,
+              ": sizes differ");
   for (int64_t off = 0; off < n; off += kChunk) {
     const int64_t c = std::min(kChunk, n - off);
     at::Tensor g = grad.narrow(0, off, c);
     if (g.scalar_type() != at::kBFloat16) g = g.to(at::kFloat);
     g = g.contiguous();
     const bool g_bf16 = g.scalar_type() == at::kBFloat16;
-    float* p = s.master.data_ptr<float>() + off;
+    float* p = master.data_ptr<float>() + off;
     uint16_t* out = bf16_out ? static_cast<uint16_t*>(weights.data_ptr()) + off : nullptr;
-    if (s.master.is_cuda()) {
+    if (master.is_cuda()) {
 #if SFD_WITH_CUDA
       const int err = DeviceAdamW8bit(hp8, off, p, q.At(off), g.data_ptr(), g_bf16, out, c,
-                                      c10::cuda::getCurrentCUDAStream(s.master.device().index()).stream());
+                                      c10::cuda::getCurrentCUDAStream(master.device().index()).stream());
       TORCH_CHECK(err == 0, "8-bit device AdamW of unit ", unit, ": ", DeviceAdamW8bitErrorString(err));
 #else
       TORCH_CHECK(false, "8-bit device AdamW: CUDA tensors in a build without CUDA");
@@ -141,7 +149,7 @@ void DeviceOptimizer::Update8bit(int unit, const AdamWStep& hp, const at::Tensor
     } else {
       AdamW8bitKernel(DetectSimdLevel(), hp8, off, p, q.At(off), g.data_ptr<float>(), out, c);
     }
-    if (!bf16_out) weights.narrow(0, off, c).copy_(s.master.narrow(0, off, c));
+    if (!bf16_out) weights.narrow(0, off, c).copy_(master.narrow(0, off, c));
   }
 }
 

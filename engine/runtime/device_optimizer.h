@@ -52,4 +52,13 @@ class DeviceOptimizer {
   std::vector<State> state_;
 };
 
+// One 8-bit AdamW step (optim/adamw_8bit.h) of a whole unit whose state lives on the backend's
+// device — master fp32, codes uint8 [n] and scales fp32 [Q8Blocks(n)] — seeded as the CPU
+// update of `unit` (the same bits). CUDA: the device kernel on the current stream; CPU backend:
+// the CPU kernel. `grad` [n] bf16 or another float dtype; the new weights go to `weights`
+// (compute dtype, [n]), which may be the bf16 `grad` buffer itself (read before written).
+void DeviceAdamW8bitStep(const AdamWStep& hp, int unit, const at::Tensor& master, const at::Tensor& m,
+                         const at::Tensor& m_scale, const at::Tensor& v, const at::Tensor& v_scale,
+                         const at::Tensor& grad, const at::Tensor& weights);
+
 }  // namespace sfd

@@ -109,6 +109,19 @@ absl::Status Executor::Allocate() {
     grad_pinned_busy_.push_back(false);
   }
   SFD_ASSIGN_OR_RETURN(fp32_chunk_, backend_->AllocPinned(staging, at::kFloat));
+  bool device_update = false;
+  for (bool b : options_.device_update_units) device_update = device_update || b;
+  for (int k = 0; device_update && k < 2; ++k) {
+    StateStage s;
+    SFD_ASSIGN_OR_RETURN(s.master, device(layer_numel, at::kFloat));
+    SFD_ASSIGN_OR_RETURN(s.m, device(layer_numel, at::kByte));
+    SFD_ASSIGN_OR_RETURN(s.v, device(layer_numel, at::kByte));
+    SFD_ASSIGN_OR_RETURN(s.m_scale, device(Q8Blocks(layer_numel), at::kFloat));
+    SFD_ASSIGN_OR_RETURN(s.v_scale, device(Q8Blocks(layer_numel), at::kFloat));
+    s.loaded = backend_->NewEvent();
+    s.returned = backend_->NewEvent();
+    state_stages_.push_back(std::move(s));
+  }
   return compat::CatchTorch("rope tables", [&] {
     inv_freq_ = RopeInverseFrequencies(config_).to(backend_->device());
   });
@@ -384,6 +397,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       } else if (ref.kind == UnitKind::kDecoderLayer) {  // backward
         Slot& slot = slots_[use.slot];
         backend_->StreamWait(StreamId::kCompute, *slot.grad_copied);
+        if (DeviceUpdated(use.unit)) StateH2D(use.unit, &stats);  // overlaps the backward
         const bool kept = graphs[ref.layer].y.defined();
         if (offloaded_layers > 0) {
           const bool from_host = !kept && ref.layer < offloaded_layers;
@@ -424,6 +438,8 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
               return;
             }
           }
+        } else if (DeviceUpdated(use.unit)) {
+          SlidingDeviceUpdate(use.unit, use.slot, &stats);
         } else if (direct) {
           DirectGradD2H(use.unit, use.slot, &stats);
         } else {

@@ -64,6 +64,12 @@ struct ExecutorOptions {
   // (DeviceOptimizer): no H2D after the first load, no gradient D2H, AdamW on the device.
   // Decoder layers qualify only when every layer has a slot of its own.
   int device_optimizer_units = 0;
+  // Sliding decoder layers (indexed by unit; empty = none) updated here in streaming passes
+  // (engine.device_update_layers, 8-bit moments, pinned host state): their master and codes go
+  // H2D into one of two staging buffers while the layer's backward runs, the kernel writes the
+  // new bf16 weights over the slot's gradient, and weights and state return D2H; then
+  // grad_updated instead of grad_landed. Other passes treat them as any sliding layer.
+  std::vector<bool> device_update_units;
   // Refuse micro-batches larger than this many tokens (what the memory plan assumed); 0 = no limit.
   int64_t max_tokens_per_micro_batch = 0;
   // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).
@@ -74,6 +80,9 @@ struct ExecutorOptions {
   // Streaming update (Train with stream_update): unit's bf16 gradient is in its mirror once
   // `landed` completes (the optimizer stage may update it then).
   std::function<void(int unit, std::shared_ptr<Event> landed)> grad_landed;
+  // Streaming update of a device_update_units layer: its new state and bf16 weights are back
+  // in its host arenas and mirror once `landed` completes.
+  std::function<void(int unit, std::shared_ptr<Event> landed)> grad_updated;
   // Streaming update, embedding only: its gradient is final right after the LM head's backward
   // except for the rows of the batch's tokens (held_rows); those rows follow at the end of the
   // backward as bf16 [held_rows, d] in `staged` (see OptimizerStage::MarkPartial / MarkRows).
@@ -133,6 +142,8 @@ class Executor {
   // Host arenas <-> device optimizer state (after loading a checkpoint / before saving one).
   absl::Status UploadDeviceState();
   absl::Status DownloadDeviceState();
+  // The AdamW step the next streaming Train pass applies to device_update_units layers.
+  void set_stream_update_step(const AdamWStep& hp) { stream_hp_ = hp; }
   // Device bytes of the buffers this executor allocated up front.
   int64_t device_buffer_bytes() const { return device_bytes_; }
 
@@ -175,6 +186,15 @@ class Executor {
   void DrainLoop();
   void EnqueueGradD2H(int unit, int slot, bool first_micro_batch, PassStats* stats);
   void DirectGradD2H(int unit, int slot, PassStats* stats);
+  // device_update_units in a streaming pass: StateH2D before the layer's backward (into the
+  // next staging buffer), SlidingDeviceUpdate after it (kernel on the D2H stream, then the
+  // weights and state D2H, then grad_updated).
+  bool DeviceUpdated(int unit) const {
+    return stream_update_ && unit < static_cast<int>(options_.device_update_units.size()) &&
+           options_.device_update_units[unit];
+  }
+  void StateH2D(int unit, PassStats* stats);
+  void SlidingDeviceUpdate(int unit, int slot, PassStats* stats);
 
   void Fail(const absl::Status& s);
   absl::Status failure();
@@ -195,6 +215,18 @@ class Executor {
   int64_t device_bytes_ = 0;
 
   std::vector<Slot> slots_;
+  // Staging of device_update_units state, device: master fp32, codes uint8, scales fp32, each
+  // sized for one decoder layer; used round robin.
+  struct StateStage {
+    at::Tensor master, m, m_scale, v, v_scale;
+    std::unique_ptr<Event> loaded;    // H2D of the current occupant's state finished
+    std::unique_ptr<Event> returned;  // D2H of the previous occupant's state finished
+    bool used = false;
+    int unit = -1;
+  };
+  std::vector<StateStage> state_stages_;
+  int state_next_ = 0;
+  AdamWStep stream_hp_;
   at::Tensor embed_w_, head_w_, embed_grad_, head_grad_;
   std::vector<at::Tensor> grad_pinned_;
   std::vector<std::unique_ptr<Event>> grad_pinned_done_;

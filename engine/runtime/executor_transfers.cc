@@ -199,6 +199,60 @@ void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
   if (stream_update_) AnnounceGrad(unit);
 }
 
+void Executor::StateH2D(int unit, PassStats* stats) {
+  StateStage& b = state_stages_[state_next_];
+  state_next_ = (state_next_ + 1) % static_cast<int>(state_stages_.size());
+  SFD_CHECK(b.unit < 0) << "state staging buffer of unit " << b.unit << " reused before its update";
+  const HostUnit& h = (*host_)[unit];
+  const int64_t n = h.numel(), blocks = Q8Blocks(n);
+  if (b.used) backend_->StreamWait(StreamId::kH2D, *b.returned);  // its last occupant went home
+  backend_->Copy(b.master.narrow(0, 0, n), h.master, StreamId::kH2D);
+  backend_->Copy(b.m.narrow(0, 0, n), h.m, StreamId::kH2D);
+  backend_->Copy(b.v.narrow(0, 0, n), h.v, StreamId::kH2D);
+  backend_->Copy(b.m_scale.narrow(0, 0, blocks), h.m_scale, StreamId::kH2D);
+  backend_->Copy(b.v_scale.narrow(0, 0, blocks), h.v_scale, StreamId::kH2D);
+  b.loaded->Record(StreamId::kH2D);
+  b.used = true;
+  b.unit = unit;
+  stats->h2d_bytes += 6 * n + 8 * blocks;
+}
+
+void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
+  Slot& s = slots_[slot];
+  StateStage* b = nullptr;
+  for (StateStage& x : state_stages_) {
+    if (x.unit == unit) b = &x;
+  }
+  SFD_CHECK(b != nullptr) << "unit " << unit << " has no staged state";
+  const HostUnit& h = (*host_)[unit];
+  const int64_t n = h.numel(), blocks = Q8Blocks(n);
+  // The norm reads the gradient before the update overwrites it with the new weights.
+  grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->StreamWait(StreamId::kD2H, *b->loaded);
+  {
+    std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kD2H);
+    DeviceAdamW8bitStep(stream_hp_, unit, b->master.narrow(0, 0, n), b->m.narrow(0, 0, n),
+                        b->m_scale.narrow(0, 0, blocks), b->v.narrow(0, 0, n),
+                        b->v_scale.narrow(0, 0, blocks), s.grads, s.grads);
+  }
+  backend_->Copy(h.mirror, s.grads, StreamId::kD2H);  // the new bf16 weights
+  s.grad_copied->Record(StreamId::kD2H);
+  backend_->Copy(h.master, b->master.narrow(0, 0, n), StreamId::kD2H);
+  backend_->Copy(h.m, b->m.narrow(0, 0, n), StreamId::kD2H);
+  backend_->Copy(h.v, b->v.narrow(0, 0, n), StreamId::kD2H);
+  backend_->Copy(h.m_scale, b->m_scale.narrow(0, 0, blocks), StreamId::kD2H);
+  backend_->Copy(h.v_scale, b->v_scale.narrow(0, 0, blocks), StreamId::kD2H);
+  b->returned->Record(StreamId::kD2H);
+  b->unit = -1;
+  stats->d2h_bytes += s.grads.nbytes() + 6 * n + 8 * blocks;
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_updated(unit, std::move(landed));
+}
+
 void Executor::CastD2H(const at::Tensor& src, const at::Tensor& dst) {
   // Mid-pass, so the bf16 copy is made a slice at a time: the device never holds more than a
   // few slices beyond the memory plan.

@@ -37,7 +37,8 @@ int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grad
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
                                                         bool bf16_mirror, bool all_grads,
                                                         const std::vector<bool>& moments_on_nvme,
-                                                        bool moments_8bit) {
+                                                        bool moments_8bit,
+                                                        const std::vector<bool>& pinned_state) {
   std::vector<HostUnit> units(layout.num_units());
   absl::Status st = compat::CatchTorch("allocating host arenas", [&] {
     for (int u = 0; u < layout.num_units(); ++u) {
@@ -59,6 +60,16 @@ absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layou
   if (bf16_mirror) {
     for (int u = 0; u < layout.num_units(); ++u) {
       SFD_ASSIGN_OR_RETURN(units[u].mirror, backend->AllocPinned(layout.layout(u).numel(), at::kBFloat16));
+    }
+  }
+  for (int u = 0; u < static_cast<int>(pinned_state.size()) && u < layout.num_units(); ++u) {
+    if (!pinned_state[u]) continue;
+    HostUnit& h = units[u];
+    for (at::Tensor* t : {&h.master, &h.m, &h.v, &h.m_scale, &h.v_scale}) {
+      if (!t->defined()) continue;
+      SFD_ASSIGN_OR_RETURN(at::Tensor pinned, backend->AllocPinned(t->numel(), t->scalar_type()));
+      pinned.zero_();
+      *t = pinned;
     }
   }
   return units;

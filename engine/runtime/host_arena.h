@@ -38,11 +38,13 @@ struct HostUnit {
 
 // Allocates zeroed master/m/v for every unit (no m/v where `moments_on_nvme[u]`; 8-bit codes
 // and scales when `moments_8bit`), a pinned bf16 mirror per unit when `bf16_mirror`, and fp32
-// grads when `all_grads`.
+// grads when `all_grads`. Units with `pinned_state[u]` get their master/m/v (and scales) in
+// pinned memory (they are copied to and from the device asynchronously).
 absl::StatusOr<std::vector<HostUnit>> AllocateHostUnits(const ModelLayout& layout, Backend* backend,
                                                         bool bf16_mirror, bool all_grads,
                                                         const std::vector<bool>& moments_on_nvme = {},
-                                                        bool moments_8bit = false);
+                                                        bool moments_8bit = false,
+                                                        const std::vector<bool>& pinned_state = {});
 // Allocates the fp32 grad arena of every unit that lacks one.
 absl::Status EnsureGradArenas(std::vector<HostUnit>* units);
 

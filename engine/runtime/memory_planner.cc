@@ -58,6 +58,11 @@ std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int devi
   return on;
 }
 
+std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units) {
+  if (layers <= 0) return {};
+  return NvmeUnits(layout, static_cast<double>(layers) / layout.num_layers(), device_units);
+}
+
 absl::StatusOr<double> NvmeFraction(const EngineSpec& e) {
   if (!e.nvme_fraction.has_value()) return e.nvme_dir.empty() ? 0.0 : 1.0;
   const double f = *e.nvme_fraction;
@@ -110,8 +115,19 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   const int64_t head = layout.layout(layout.head_unit()).numel();
   const int L = layout.num_layers();
 
+  // Sliding layers updated on the device (engine.device_update_layers): two staging buffers
+  // of one layer's fp32 master + 8-bit codes + scales.
+  if (e.device_update_layers < 0 || e.device_update_layers > L) {
+    return absl::InvalidArgumentError("engine.device_update_layers=" + std::to_string(e.device_update_layers) +
+                                      " must be in [0, " + std::to_string(L) + "]");
+  }
+  if (e.device_update_layers > 0 && !in.moments_8bit) {
+    return absl::InvalidArgumentError(
+        "engine.device_update_layers needs optimizer adamw_8bit (it streams the 8-bit state)");
+  }
+  const int64_t state_staging = e.device_update_layers > 0 ? 2 * (6 * layer + 8 * Q8Blocks(layer)) : 0;
   // Fixed device buffers: embedding + head weights (compute dtype) and fp32 grad accumulators.
-  const int64_t fixed = (embed + head) * (es + 4);
+  const int64_t fixed = (embed + head) * (es + 4) + state_staging;
   // Activations: saved layer inputs of one micro-batch, plus the working set of one layer
   // (qkv, attention output, MLP intermediates ~ 4 * intermediate + 6 * hidden per token in
   // compute dtype, doubled for autograd recompute) and one LM-head chunk of fp32 logits.
@@ -185,10 +201,11 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   int64_t room = budget - (fixed + slots * per_slot + saved + working);
   int64_t device_opt_bytes = 0;
   // Device bytes of a unit's optimizer state: fp32 master + m + v, or fp32 master + 8-bit codes
-  // and block scales.
+  // and block scales; plus a decoder layer's fp32 gradient accumulator when steps accumulate.
   auto opt_bytes = [&](int u) {
     const int64_t n = layout.layout(u).numel();
-    return in.moments_8bit ? 6 * n + 8 * Q8Blocks(n) : 12 * n;
+    const bool layer = layout.unit(u).kind == UnitKind::kDecoderLayer;
+    return (in.moments_8bit ? 6 * n + 8 * Q8Blocks(n) : 12 * n) + (layer && in.grad_accumulators ? 4 * n : 0);
   };
   auto claim_optimizer = [&] {
     if (e.device_optimizer_units >= 0) {
@@ -262,6 +279,15 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   }
   p.need.host = HostUnitBytes(layout, bf16, !bf16, nvme, in.moments_8bit) -
                 (bf16 ? MirrorBytes(layout) : 0) + nvme_staging;
+  // Device-updated sliding layers: their host state is pinned (the same bytes, another tier).
+  const std::vector<bool> dev_update = DeviceUpdateUnits(layout, e.device_update_layers, p.device_optimizer_units);
+  for (size_t u = 0; u < dev_update.size(); ++u) {
+    if (!dev_update[u]) continue;
+    const int64_t n = layout.layout(static_cast<int>(u)).numel();
+    ++p.device_update_layers;
+    p.need.pinned += 6 * n + 8 * Q8Blocks(n);
+    p.need.host -= 6 * n + 8 * Q8Blocks(n);
+  }
   p.available.device = in.device_free;
   p.available.host = in.host_available;
   p.available.nvme = in.nvme_available;
@@ -269,7 +295,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   std::ostringstream s;
   s << "model " << c.architecture << " " << layout.TotalParams() / 1e9 << "B params, " << L
     << " layers; device " << in.device_name << ": " << slots << " layer slot(s) of " << L
-    << ", need " << Gib(p.need.device) << " device (" << Gib(fixed) << " embedding/head, "
+    << ", need " << Gib(p.need.device) << " device (" << Gib(fixed - state_staging) << " embedding/head, "
     << Gib(slots * per_slot) << " slots, " << Gib(saved + working + kept_inputs * per_input)
     << " activations for " << t << " tokens/micro-batch, saved inputs "
     << (offload ? "offloaded to pinned host" : "on device");
@@ -278,6 +304,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << p.device_optimizer_units << " unit(s) on the device), "
     << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
     << (in.moments_8bit ? " host (fp32 master, 8-bit m+v)" : " host (fp32 master+m+v)");
+  if (p.device_update_layers > 0) {
+    s << "; AdamW of " << p.device_update_layers << " sliding layer(s) on the device in streamed steps ("
+      << Gib(state_staging) << " state staging)";
+  }
   if (p.nvme_layers > 0) {
     s << "; AdamW moments of " << p.nvme_layers << " of " << L << " layers on NVMe: "
       << Gib(p.need.nvme) << " in " << e.nvme_dir << " (" << Gib(nvme_staging) << " host staging)";

@@ -27,6 +27,9 @@ struct PlannerInputs {
   int64_t host_available = 0;   // MemAvailable (0 = unknown)
   int64_t nvme_available = 0;   // free bytes where engine.nvme_dir lives (0 = unknown)
   const EngineSpec* engine = nullptr;
+  // Device-optimizer decoder layers need an fp32 gradient accumulator (4 B/param: steps with
+  // several micro-batches, or compute other than bf16); the embedding's and head's are fixed.
+  bool grad_accumulators = true;
   bool moments_8bit = false;  // optimizer adamw_8bit: moments 2 bytes/param (+ scales), host and device
   int64_t staging_elems = int64_t{1} << 24;
 };
@@ -40,6 +43,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in);
 // write-back overlap the update of RAM layers in both update orders (forward for Launch,
 // backward for the streamed update). Indexed by unit; empty when fraction is 0.
 std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int device_units);
+// Sliding decoder layers updated on the device (engine.device_update_layers): `layers` of them
+// spread as NvmeUnits spreads its layers, none below `device_units`. Indexed by unit; empty
+// when layers is 0.
+std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units);
 // The fraction a spec asks for (0 without nvme_dir); InvalidArgument naming
 // engine.nvme_fraction when it is outside [0, 1] or set without engine.nvme_dir.
 absl::StatusOr<double> NvmeFraction(const EngineSpec& e);

@@ -12,7 +12,8 @@ namespace sfd {
 
 OptimizerStage::OptimizerStage(std::vector<HostUnit>* host, CpuAdamW* adam)
     : host_(host), adam_(adam), version_(host->size(), 0), ready_(host->size(), false),
-      skip_(host->size(), false), landed_(host->size()), split_(host->size()) {
+      skip_(host->size(), false), updated_(host->size(), false), landed_(host->size()),
+      split_(host->size()) {
   if (const char* path = std::getenv("SFD_STAGE_TRACE")) {
     trace_ = std::fopen(path, "a");
     if (trace_ != nullptr) std::fprintf(trace_, "step,unit,kind,picked_ms,landed_ms,done_ms\n");
@@ -41,6 +42,7 @@ void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool
   for (size_t u = 0; u < ready_.size(); ++u) {
     ready_[u] = !streaming || static_cast<int>(u) < device_units_;
     skip_[u] = false;
+    updated_[u] = false;
     landed_[u].reset();
     split_[u] = RowSplit();
   }
@@ -73,6 +75,18 @@ bool OptimizerStage::StreamingLocked(std::unique_lock<std::mutex>& lock) {
     cv_.notify_all();
   }
   return pending_ && streaming_;
+}
+
+void OptimizerStage::MarkUpdated(int unit, std::shared_ptr<Event> landed) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!StreamingLocked(lock)) return;
+    landed_[unit] = std::move(landed);
+    ready_[unit] = true;
+    updated_[unit] = true;
+    announced_.push_back(unit);
+  }
+  cv_.notify_all();
 }
 
 void OptimizerStage::MarkReady(int unit, std::shared_ptr<Event> landed) {
@@ -385,12 +399,13 @@ void OptimizerStage::Loop() {
       int u = -1;
       bool partial = false;
       std::shared_ptr<Event> landed;
-      bool skip;
+      bool skip, updated;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return PickLocked(hp.step, &u, &partial); });
         landed = partial ? split_[u].landed : std::move(landed_[u]);
         skip = skip_[u];
+        updated = updated_[u];
       }
       const auto t_pick = std::chrono::steady_clock::now();
       auto t_landed = t_pick;
@@ -401,7 +416,9 @@ void OptimizerStage::Loop() {
             landed ? compat::CatchTorch("waiting for a gradient copy", [&] { landed->Synchronize(); })
                    : absl::OkStatus();
         t_landed = std::chrono::steady_clock::now();
-        if (landed_ok.ok()) {
+        if (landed_ok.ok() && updated) {
+          // Updated on the device (MarkUpdated): `landed` was its state's return to the host.
+        } else if (landed_ok.ok()) {
           if (partial) {
             UpdateAllRowsBut(u, hp);
           } else if (split_[u].announced) {

@@ -57,6 +57,10 @@ class OptimizerStage {
   // announced yet as ready (call it once all device work of the pass has finished).
   void BeginStreaming(const AdamWStep& hp);
   void MarkReady(int unit, std::shared_ptr<Event> landed);
+  // Streaming form for a unit the executor updated on the device itself (a sliding layer of
+  // engine.device_update_layers): nothing to compute here; the unit's version advances once
+  // `landed` (the D2H of its new state and bf16 weights) completes.
+  void MarkUpdated(int unit, std::shared_ptr<Event> landed);
   // Row-split form for a [rows, row_elems] unit (the embedding), whose gradient is final early
   // except for a few rows (the batch's tokens, whose lookup gradient comes at the very end of
   // the backward). MarkPartial: the mirror holds the final gradient of every row but
@@ -125,6 +129,7 @@ class OptimizerStage {
   AdamWStep armed_hp_;
   std::vector<bool> ready_;
   std::vector<bool> skip_;
+  std::vector<bool> updated_;  // streaming: announced by MarkUpdated (no CPU update)
   std::vector<std::shared_ptr<Event>> landed_;
   std::vector<int> announced_;  // units in MarkReady order (the device's completion order)
   // Row-split units (streaming only).

@@ -142,6 +142,11 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   SFD_ASSIGN_OR_RETURN(backend, Backend::Create(spec.engine));
   SFD_ASSIGN_OR_RETURN(dtype, ComputeDtype(spec.engine.compute_dtype, backend->is_cuda()));
 
+  if (spec.engine.device_update_layers > 0 && (dtype != at::kBFloat16 || spec.max_grad_norm > 0)) {
+    return absl::InvalidArgumentError(
+        "engine.device_update_layers: the device update of sliding layers runs in steps that stream "
+        "the update, which needs bf16 compute and max_grad_norm: 0 (no clipping)");
+  }
   if (spec.optimizer.moments_8bit && !spec.engine.nvme_dir.empty()) {  // NVMe holds fp32 moments
     return absl::InvalidArgumentError(
         "engine.nvme_dir: the NVMe tier stores fp32 AdamW moments; optimizer adamw_8bit keeps "
@@ -149,6 +154,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   }
   PlannerInputs pin;
   pin.moments_8bit = spec.optimizer.moments_8bit;
+  pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
   pin.config = &config;
   pin.layout = layout.get();
   pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(dtype));
@@ -239,8 +245,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     }
     m->nvme = std::move(store).value();
   }
+  const std::vector<bool> device_update =
+      DeviceUpdateUnits(layout, spec.engine.device_update_layers, m->plan.device_optimizer_units);
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
-                                                  m->nvme_units, spec.optimizer.moments_8bit));
+                                                  m->nvme_units, spec.optimizer.moments_8bit,
+                                                  device_update));
   m->adam = std::make_unique<CpuAdamW>(m->plan.cpu_threads);
   for (int u = 0; u < layout.num_units(); ++u) {
     float* master = m->host[u].master.data_ptr<float>();
@@ -265,12 +274,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.device_optimizer_units = m->plan.device_optimizer_units;
+  eo.device_update_units = device_update;
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();
   eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };
   eo.grad_landed = [stage](int u, std::shared_ptr<Event> e) { stage->MarkReady(u, std::move(e)); };
+  eo.grad_updated = [stage](int u, std::shared_ptr<Event> e) { stage->MarkUpdated(u, std::move(e)); };
   eo.grad_partial = [stage](int u, std::shared_ptr<Event> e, std::vector<int32_t> rows, int64_t d) {
     stage->MarkPartial(u, std::move(e), std::move(rows), d);
   };
@@ -294,6 +305,12 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   // GPU's node too, and the launching thread runs there.
   std::unique_ptr<ScopedCpuAffinity> bound = m.BindToPlacement();
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
+  const int max_mb = m.spec.engine.max_micro_batches_per_step;
+  if (max_mb > 0 && static_cast<int>(micro_batches.size()) > max_mb) {
+    return absl::InvalidArgumentError(
+        "a step of " + std::to_string(micro_batches.size()) + " micro-batches, but "
+        "engine.max_micro_batches_per_step is " + std::to_string(max_mb) + " (the memory plan assumed it)");
+  }
   SFD_RETURN_IF_ERROR(m.CheckNvme());
   const double t0 = Now();
   StepStats st;
@@ -322,7 +339,10 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   const bool direct = m.dtype == at::kBFloat16 && micro_batches.size() == 1;
   const bool streamed = direct && !(m.spec.max_grad_norm > 0);
   if (!direct) SFD_RETURN_IF_ERROR(EnsureGradArenas(&m.host));
-  if (streamed) m.optimizer->BeginStreaming(hp);
+  if (streamed) {
+    m.optimizer->BeginStreaming(hp);
+    m.executor->set_stream_update_step(hp);
+  }
   absl::StatusOr<PassStats> pass_or =
       m.executor->Train(micro_batches, 1.0 / st.target_tokens, m.step, direct, streamed);
   if (streamed && !pass_or.ok()) {

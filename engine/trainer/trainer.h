@@ -28,6 +28,7 @@ struct MemoryPlan {
   int64_t layer_chunk_tokens = 0;       // tokens per decoder-layer pass (0 = whole micro-batch)
   int keep_graph_layers = 0;            // layers whose forward graph is kept (no recompute)
   int device_optimizer_units = 0;       // leading units whose AdamW runs on the device
+  int device_update_layers = 0;         // sliding layers updated on the device (streamed steps)
   int nvme_layers = 0;                  // decoder layers whose AdamW moments live on NVMe
   int cpu_threads = 0;       // CPU AdamW threads (engine.cpu_threads, or the default it stands for)
   int numa_node = -1;        // NUMA node the engine's threads and host arenas are bound to (-1 = unbound)

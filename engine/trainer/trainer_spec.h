@@ -18,7 +18,7 @@ struct OptimizerSpec {
   double weight_decay = 0.0;  // decoupled (torch.optim.AdamW)
   // "adamw_8bit": exp_avg / exp_avg_sq kept as 8-bit codes with per-block scales
   // (optim/adamw_8bit.h), 6 fewer host bytes per parameter; the update itself stays fp32.
-  // Not combined with the NVMe tier or device-resident optimizer state.
+  // Not combined with the NVMe tier (fp32 moments); device-resident units keep the codes too.
   bool moments_8bit = false;
 };
 
@@ -49,9 +49,17 @@ struct EngineSpec {
   // room left under the budget allows (0 on CPU).
   int device_saved_layers = -1;
   // Units (forward order: embedding, layers, head) whose AdamW state lives and is updated on
-  // the device; -1 = as many as free device memory allows when every layer is resident (0
-  // under a budget or on CPU).
+  // the device; -1 = as many as the room left (free memory, or the budget) allows when every
+  // layer is resident (0 when layers slide, or on CPU).
   int device_optimizer_units = -1;
+  // Sliding decoder layers (spread evenly, none of the device-optimizer units) whose AdamW
+  // runs on the device in steps that stream the update (no clipping, one bf16 micro-batch):
+  // their fp32 master and 8-bit codes go H2D through one of two device staging buffers,
+  // the update kernel writes the new bf16 weights over the slot's gradient, and all of it
+  // returns D2H. Takes the CPU update of those layers off the host, which bounds steps under a
+  // budget. Needs optimizer adamw_8bit; their host arenas are pinned. Other steps update them
+  // on the CPU as usual. 0 = off.
+  int device_update_layers = 0;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = every core with a GPU, all but two on CPU
@@ -72,6 +80,10 @@ struct EngineSpec {
   // Largest rows*seq of a micro-batch the run will feed (plans activation memory; a larger
   // batch is refused). 0 = 8192.
   int64_t max_tokens_per_micro_batch = 0;
+  // Most micro-batches a Step will get (gradient accumulation); a Step with more is refused.
+  // 1 with bf16 compute tells the planner that device-optimizer layers need no fp32 gradient
+  // accumulator (4 B/param). 0 = unknown: the accumulators are planned.
+  int max_micro_batches_per_step = 0;
 };
 
 struct TrainerSpec {

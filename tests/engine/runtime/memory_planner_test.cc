@@ -33,7 +33,8 @@ Shape Llama3B() { return Shape(Llama(3072, 8192, 28, 24, true)); }
 Shape Llama8B() { return Shape(Llama(4096, 14336, 32, 32, false)); }
 
 absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_gib,
-                                EngineSpec e = EngineSpec(), bool moments_8bit = false) {
+                                EngineSpec e = EngineSpec(), bool moments_8bit = false,
+                                bool grad_accumulators = true) {
   e.max_tokens_per_micro_batch = tokens;
   e.device_memory_budget = budget_gib * kGiB;
   PlannerInputs in;
@@ -47,6 +48,7 @@ absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_g
   in.host_available = 0;  // unknown: not what these tests are about
   in.engine = &e;
   in.moments_8bit = moments_8bit;
+  in.grad_accumulators = grad_accumulators;
   return PlanMemory(in);
 }
 
@@ -85,12 +87,12 @@ TEST(MemoryPlannerTest, RoomUnderABudgetGoesToTheOptimizerWhenTheCpuBounds) {
 }
 
 TEST(MemoryPlannerTest, EightBitMomentsPutAboutTwiceTheUnitsOnTheDevice) {
-  // 3B at 8k tokens under 32 GiB: the room that holds k units' fp32 state (12 B/param) holds
-  // about 2k units' 8-bit state (4 B master + 2 B codes + 8 B of scales per 64 elements), and
-  // the plan counts exactly those bytes.
+  // 3B at 8k tokens under 32 GiB, one bf16 micro-batch per step (no accumulators): the room
+  // that holds k units' fp32 state (12 B/param) holds about 2k units' 8-bit state (4 B master +
+  // 2 B codes + 8 B of scales per 64 elements), and the plan counts exactly those bytes.
   const Shape s = Llama3B();
-  auto fp32 = Plan(s, 8192, 32);
-  auto q8 = Plan(s, 8192, 32, EngineSpec(), /*moments_8bit=*/true);
+  auto fp32 = Plan(s, 8192, 32, EngineSpec(), false, /*grad_accumulators=*/false);
+  auto q8 = Plan(s, 8192, 32, EngineSpec(), /*moments_8bit=*/true, /*grad_accumulators=*/false);
   ASSERT_TRUE(fp32.ok() && q8.ok()) << fp32.status() << q8.status();
   SCOPED_TRACE(q8->summary);
   ASSERT_GT(fp32->device_optimizer_units, 1) << fp32->summary;
@@ -100,8 +102,8 @@ TEST(MemoryPlannerTest, EightBitMomentsPutAboutTwiceTheUnitsOnTheDevice) {
   EngineSpec e;
   e.device_optimizer_units = 3;
   e.keep_graph_layers = 0;
-  auto a = Plan(s, 8192, 32, e);
-  auto b = Plan(s, 8192, 32, e, /*moments_8bit=*/true);
+  auto a = Plan(s, 8192, 32, e, false, false);
+  auto b = Plan(s, 8192, 32, e, /*moments_8bit=*/true, false);
   ASSERT_TRUE(a.ok() && b.ok());
   int64_t saved = 0;
   for (int u = 0; u < 3; ++u) {
@@ -109,6 +111,45 @@ TEST(MemoryPlannerTest, EightBitMomentsPutAboutTwiceTheUnitsOnTheDevice) {
     saved += 12 * n - (6 * n + 8 * ((n + 63) / 64));
   }
   EXPECT_EQ(a->need.device - b->need.device, saved);
+  // Steps that may accumulate: each device decoder layer also holds an fp32 accumulator
+  // (units 1 and 2 are layers; unit 0, the embedding, has its accumulator among the fixed).
+  auto c = Plan(s, 8192, 32, e, /*moments_8bit=*/true, /*grad_accumulators=*/true);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->need.device - b->need.device, 4 * (s.layout.layout(1).numel() + s.layout.layout(2).numel()));
+}
+
+TEST(MemoryPlannerTest, DeviceUpdateLayersStageStateAndPinItsHostArenas) {
+  // 3B at 8k tokens under 12 GiB (4 slots: layers slide), 8-bit moments: 14 of 28 layers updated on the
+  // device take two staging buffers of one layer's master + codes + scales on the device, and
+  // their host state moves from pageable to pinned memory (same total). Slots and activation
+  // placement fixed, so nothing else moves.
+  const Shape s = Llama3B();
+  EngineSpec base;
+  base.window_slots = 4;
+  base.activations = ActivationPlacement::kDevice;
+  base.keep_graph_layers = 0;
+  EngineSpec e = base;
+  e.device_update_layers = 14;
+  auto p = Plan(s, 8192, 12, e, /*moments_8bit=*/true);
+  auto q = Plan(s, 8192, 12, base, /*moments_8bit=*/true);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(q.ok()) << q.status();
+  SCOPED_TRACE(p->summary);
+  EXPECT_EQ(p->device_update_layers, 14);
+  EXPECT_LE(p->need.device, 12 * kGiB);
+  const int64_t n = s.layout.layout(1).numel(), state = 6 * n + 8 * ((n + 63) / 64);
+  EXPECT_EQ(p->need.pinned - q->need.pinned, 14 * state);
+  EXPECT_EQ(p->need.pinned + p->need.host, q->need.pinned + q->need.host);
+  EXPECT_TRUE(absl::StrContains(p->summary, "14 sliding layer(s) on the device"));
+  EXPECT_EQ(p->need.device - q->need.device, 2 * state);
+  // Refused: with fp32 moments, or more layers than the model has (naming the key).
+  auto fp32 = Plan(s, 8192, 8, e, /*moments_8bit=*/false);
+  ASSERT_FALSE(fp32.ok());
+  EXPECT_TRUE(absl::StrContains(fp32.status().message(), "engine.device_update_layers"));
+  e.device_update_layers = 29;
+  auto many = Plan(s, 8192, 8, e, true);
+  ASSERT_FALSE(many.ok());
+  EXPECT_TRUE(absl::StrContains(many.status().message(), "engine.device_update_layers"));
 }
 
 TEST(MemoryPlannerTest, GpuBoundStepKeepsGraphsBeforeOptimizerState) {

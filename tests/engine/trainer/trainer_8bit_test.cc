@@ -276,5 +276,95 @@ TEST(Trainer8bitTest, CudaDeviceOptimizerGivesTheCpuBits) {
   ExpectDeviceUnitsGiveCpuBits(DeviceKind::kCuda);
 }
 
+// engine.device_update_layers: sliding layers whose update runs on the device in streamed steps
+// (no clipping, one bf16 micro-batch; one slot, so every layer slides). One of the two layers and
+// both give the same losses and the same saved state, bit for bit, as none: the state goes to
+// the device, is updated there from the slot's gradient and comes back with the new bf16
+// weights. A step of two micro-batches (not streamed) updates those layers on the CPU as any.
+void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec none = Spec8(f, 1);
+  none.engine.device = device;
+  none.engine.compute_dtype = "bf16";
+  none.max_grad_norm = 0;
+  const int k = 6;
+  auto ref = Make(none);
+  ASSERT_TRUE(ref);
+  std::vector<double> want = Train(*ref, f, 0, k, /*first_micro_batch_only=*/true);
+  want.push_back(Train(*ref, f, k, k + 1)[0]);  // two micro-batches: not streamed
+  const std::string dref = FreshDir("update_none");
+  ASSERT_TRUE(ref->SaveState(dref).ok());
+  for (int layers : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << layers << " layer(s) updated on the device");
+    TrainerSpec dev = none;
+    dev.engine.device_update_layers = layers;
+    auto t = Make(dev);
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->plan().device_update_layers, layers);
+    EXPECT_NE(t->plan().summary.find("sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
+    std::vector<double> got = Train(*t, f, 0, k, /*first_micro_batch_only=*/true);
+    got.push_back(Train(*t, f, k, k + 1)[0]);
+    for (int s = 0; s <= k; ++s) EXPECT_EQ(got[s], want[s]) << "step " << s;
+    const std::string d = FreshDir("update_dev");
+    ASSERT_TRUE(t->SaveState(d).ok());
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(d + "/optimizer")) {
+      std::ifstream x(e.path(), std::ios::binary),
+          y(dref + "/optimizer/" + e.path().filename().string(), std::ios::binary);
+      const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
+      EXPECT_TRUE(bx == by) << e.path();
+      ++files;
+    }
+    EXPECT_EQ(files, 4 + 1);
+  }
+}
+
+TEST(Trainer8bitTest, DeviceUpdateLayersGiveTheCpuBits) { ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCpu); }
+
+TEST(Trainer8bitTest, CudaDeviceUpdateLayersGiveTheCpuBits) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
+  ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCuda);
+}
+
+// What engine.device_update_layers cannot serve is refused naming the key: fp32 moments, steps
+// that clip (never streamed), fp32 compute, more layers than the model has.
+TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec ok = Spec8(f, 1);
+  ok.engine.compute_dtype = "bf16";
+  ok.max_grad_norm = 0;
+  ok.engine.device_update_layers = 1;
+  ASSERT_TRUE(Trainer::Plan(ok).ok());
+  TrainerSpec fp32 = ok;
+  fp32.optimizer.moments_8bit = false;
+  TrainerSpec clip = ok;
+  clip.max_grad_norm = 1.0;
+  TrainerSpec f32c = ok;
+  f32c.engine.compute_dtype = "fp32";
+  TrainerSpec many = ok;
+  many.engine.device_update_layers = 3;
+  for (const TrainerSpec* s : {&fp32, &clip, &f32c, &many}) {
+    auto t = Trainer::Create(*s);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << t.status();
+    EXPECT_NE(t.status().message().find("engine.device_update_layers"), std::string::npos) << t.status();
+  }
+}
+
+// A declared engine.max_micro_batches_per_step bounds the steps (the plan relied on it).
+TEST(Trainer8bitTest, StepWithMoreMicroBatchesThanDeclaredIsRefused) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec s = Spec8(f, 1);
+  s.engine.max_micro_batches_per_step = 1;
+  auto t = Make(s);
+  ASSERT_TRUE(t);
+  ASSERT_GE(f.batches[0].size(), 2u);
+  auto st = t->Step(f.batches[0]);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.status().message().find("engine.max_micro_batches_per_step"), std::string::npos) << st.status();
+  EXPECT_TRUE(t->Step({f.batches[0][0]}).ok());
+}
+
 }  // namespace
 }  // namespace sfd
