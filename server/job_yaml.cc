@@ -83,6 +83,7 @@ v1::JobSpec DefaultSpec() {
   e->set_nvme_dir(d.engine.nvme_dir);
   e->set_lm_head_chunk_tokens(d.engine.lm_head_chunk_tokens);
   e->set_cpu_binding(d.engine.bind_to_device_node ? "auto" : "none");
+  e->set_device_update_layers(d.engine.device_update_layers);
   return s;
 }
 
@@ -169,6 +170,7 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
   SFD_YAML_GET(m, GetString, "cpu_binding", std::string, e, cpu_binding);
   // A spec made before the key existed prints it empty: that meant auto.
   if (e->cpu_binding().empty()) e->set_cpu_binding("auto");
+  SFD_YAML_GET(m, GetInt, "device_update_layers", int32_t, e, device_update_layers);
   return m.RejectUnknownKeys();
 }
 
@@ -296,6 +298,16 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   SFD_RETURN_IF_ERROR(OneOf("engine.cpu_binding", e.cpu_binding(), {"auto", "none"}));
   if (e.cpu_threads() < 0 || e.cpu_threads() > 4096) return Bad("engine.cpu_threads", "must be in [0, 4096]");
   if (e.lm_head_chunk_tokens() < 1) return Bad("engine.lm_head_chunk_tokens", "must be >= 1");
+  if (e.device_update_layers() < 0) return Bad("engine.device_update_layers", "must be >= 0");
+  if (e.device_update_layers() > 0) {
+    if (s.training().optimizer().name() != "adamw_8bit") {
+      return Bad("engine.device_update_layers", "needs training.optimizer.name: adamw_8bit (it streams the 8-bit state)");
+    }
+    if (s.training().max_grad_norm() > 0) {
+      return Bad("engine.device_update_layers",
+                 "runs in steps that stream the update, which needs training.max_grad_norm: 0 (no clipping)");
+    }
+  }
   if (e.has_nvme_fraction()) {
     if (!(e.nvme_fraction() >= 0 && e.nvme_fraction() <= 1)) {
       return Bad("engine.nvme_fraction", absl::StrCat("must be in [0, 1], got ", e.nvme_fraction()));
@@ -413,6 +425,7 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   if (e.has_nvme_fraction()) y << YAML::Key << "nvme_fraction" << YAML::Value << Num(e.nvme_fraction());
   y << YAML::Key << "lm_head_chunk_tokens" << YAML::Value << e.lm_head_chunk_tokens();
   y << YAML::Key << "cpu_binding" << YAML::Value << e.cpu_binding();
+  y << YAML::Key << "device_update_layers" << YAML::Value << e.device_update_layers();
   y << YAML::EndMap;
   y << YAML::EndMap;
   return std::string(y.c_str()) + "\n";

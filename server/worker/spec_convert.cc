@@ -91,6 +91,7 @@ absl::StatusOr<JobSpec> ToEngineJobSpec(const v1::JobSpec& s) {
   if (e.cpu_binding() == "auto" || e.cpu_binding().empty()) j.engine.bind_to_device_node = true;
   else if (e.cpu_binding() == "none") j.engine.bind_to_device_node = false;
   else return Unknown("engine.cpu_binding", e.cpu_binding());
+  j.engine.device_update_layers = e.device_update_layers();
   return j;
 }
 

@@ -87,6 +87,19 @@ TEST(SpecConvertTest, Adamw8bitSelectsEightBitMoments) {
   EXPECT_NE(bad.status().message().find("training.optimizer.name"), std::string::npos) << bad.status();
 }
 
+TEST(SpecConvertTest, DeviceUpdateLayersReachTheEngineSpec) {
+  auto spec = ParseJobYaml(
+      "model: /m\ndata: {train: /t}\ntraining: {optimizer: {name: adamw_8bit}, max_grad_norm: 0}\n"
+      "engine: {device_update_layers: 6}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto j = ToEngineJobSpec(*spec);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(j->engine.device_update_layers, 6);
+  auto plain = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\n"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->engine.device_update_layers, 0);
+}
+
 TEST(SpecConvertTest, UnknownEnumStringIsAnError) {
   v1::JobSpec spec;
   spec.mutable_data()->set_format("csv");
