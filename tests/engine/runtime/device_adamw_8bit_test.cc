@@ -1,7 +1,8 @@
 // The CUDA 8-bit AdamW (runtime/device_adamw_8bit.h) against the CPU kernel on the same inputs:
 // the new weights, bf16 weights, codes and scales are equal bit for bit, for fp32 and bf16
-// gradients, a slice starting inside a unit (index0 > 0) and a last block shorter than 64, over
-// several steps (so decoding non-trivial codes is covered too). Skipped without a CUDA device
+// gradients, beta1 below and above 0.5 (both lerp forms), a slice starting inside a unit
+// (index0 > 0) and a last block shorter than 64, over several steps (so decoding non-trivial
+// codes is covered too). Skipped without a CUDA device
 // (it runs on the GPU machine).
 #include "engine/runtime/device_adamw_8bit.h"
 
@@ -43,8 +44,10 @@ TEST(DeviceAdamW8bitTest, CudaKernelGivesTheCpuKernelsBits) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
 #if SFD_WITH_CUDA
   const int64_t index0 = 3 * kQ8Block, n = 50 * kQ8Block + 37;
-  for (bool bf16_grad : {false, true}) {
-    SCOPED_TRACE(bf16_grad ? "bf16 grads" : "fp32 grads");
+  for (int variant = 0; variant < 3; ++variant) {
+    // fp32 grads; bf16 grads; bf16 grads with beta1 0.4 (torch's lerp from the end).
+    const bool bf16_grad = variant > 0;
+    SCOPED_TRACE(::testing::Message() << "variant " << variant);
     at::manual_seed(7);
     Q8Buffers host{at::randn({n}), at::zeros({n}, at::kByte), at::zeros({Q8Blocks(n)}),
                    at::zeros({n}, at::kByte), at::zeros({Q8Blocks(n)}), at::zeros({n}, at::kBFloat16)};
@@ -52,6 +55,7 @@ TEST(DeviceAdamW8bitTest, CudaKernelGivesTheCpuKernelsBits) {
     AdamWStep hp;
     hp.lr = 1e-2f;
     hp.weight_decay = 0.1f;
+    if (variant == 2) hp.beta1 = 0.4f;
     for (int step = 1; step <= 4; ++step) {
       hp.step = step;
       hp.seed = Q8Seed(step, 5);

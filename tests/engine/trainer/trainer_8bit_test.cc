@@ -260,13 +260,20 @@ void ExpectDeviceUnitsGiveCpuBits(DeviceKind device) {
     ++files;
   }
   EXPECT_EQ(files, 4 + 1) << "one file per unit and the index";
-  // Device state -> a run whose units are all on the host: it continues as `b` does.
+  // Device state -> a run whose units are all on the host, and host state -> a run whose units
+  // are all on the device (non-zero codes and scales uploaded): both continue as `b` does.
   auto c = Make(host);
-  ASSERT_TRUE(c);
+  auto e = Make(dev);
+  ASSERT_TRUE(c && e);
   ASSERT_TRUE(c->LoadState(da).ok());
+  ASSERT_TRUE(e->LoadState(db).ok());
   const std::vector<double> lc = Train(*c, f, k, f.steps);
+  const std::vector<double> le = Train(*e, f, k, f.steps);
   const std::vector<double> lb2 = Train(*b, f, k, f.steps);
-  for (int s = 0; s < f.steps - k; ++s) EXPECT_EQ(lc[s], lb2[s]) << "step " << k + s;
+  for (int s = 0; s < f.steps - k; ++s) {
+    EXPECT_EQ(lc[s], lb2[s]) << "step " << k + s;
+    EXPECT_EQ(le[s], lb2[s]) << "step " << k + s;
+  }
 }
 
 TEST(Trainer8bitTest, DeviceOptimizerGivesTheCpuBits) { ExpectDeviceUnitsGiveCpuBits(DeviceKind::kCpu); }
