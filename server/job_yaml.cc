@@ -307,6 +307,13 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
       return Bad("engine.device_update_layers",
                  "runs in steps that stream the update, which needs training.max_grad_norm: 0 (no clipping)");
     }
+    if (s.training().gradient_accumulation_steps() > 1) {
+      return Bad("engine.device_update_layers",
+                 "runs in steps that stream the update, which needs training.gradient_accumulation_steps: 1");
+    }
+    if (e.compute_dtype() == "fp32" || e.compute_dtype() == "fp16") {
+      return Bad("engine.device_update_layers", "runs in steps that stream the update, which needs bf16 compute");
+    }
   }
   if (e.has_nvme_fraction()) {
     if (!(e.nvme_fraction() >= 0 && e.nvme_fraction() <= 1)) {

@@ -6,6 +6,9 @@
 //  - direct mode (bf16, one micro-batch per step): straight into the layer's mirror, which the
 //    next update consumes in place; their sum of squares is accumulated on the device.
 //  - accumulate mode: into a pinned ring that the drain thread adds into fp32 host grads.
+//  - a device_update_units layer in a streaming pass: not its gradient but its new bf16 weights
+//    (the 8-bit update runs on the D2H stream over the slot's gradient), followed by its state
+//    (SlidingDeviceUpdate); the slot's grad_copied then covers the kernel and both copies.
 // Compute never waits on the host except for loads not yet issued.
 // Definitions: executor.cc (the compute side: Run and the device optimizer), and
 // executor_transfers.cc (stager and drain threads, gradient/activation copies).
@@ -14,6 +17,8 @@
 //   slot k: weights [layer numel], grads [layer numel]           (k < num_slots)
 //   embedding weights [V*d]; head weights [head numel]
 //   embedding grad, head grad: fp32, accumulated over the step's micro-batches
+//   with device_update_units: 2 state stages, each master fp32 [layer numel], codes uint8
+//   [layer numel] x 2, scales fp32 [Q8Blocks(layer numel)] x 2
 // Pinned buffers: grad ring (kGradBuffers x layer numel, compute dtype; accumulate mode only),
 // one fp32 chunk [staging_elems] for the embedding/head grads.
 #pragma once

@@ -302,7 +302,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   if (offload) s << " (the last " << p.device_saved_layers << " of " << L << " layers' on the device)";
   s << ", " << p.keep_graph_layers << " layer graph(s) kept instead of recomputed; AdamW of "
     << p.device_optimizer_units << " unit(s) on the device), "
-    << Gib(p.need.pinned) << " pinned (bf16 weight/grad mirror + rings), " << Gib(p.need.host)
+    << Gib(p.need.pinned)
+    << (p.device_update_layers > 0 ? " pinned (bf16 weight/grad mirror + rings + device-updated layers' state), "
+                                    : " pinned (bf16 weight/grad mirror + rings), ")
+    << Gib(p.need.host)
     << (in.moments_8bit ? " host (fp32 master, 8-bit m+v)" : " host (fp32 master+m+v)");
   if (p.device_update_layers > 0) {
     s << "; AdamW of " << p.device_update_layers << " sliding layer(s) on the device in streamed steps ("

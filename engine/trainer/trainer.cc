@@ -91,6 +91,7 @@ struct Trainer::Impl {
   // the optimizer stage that uses it.
   std::unique_ptr<NvmeStore> nvme;
   std::vector<bool> nvme_units;
+  std::vector<bool> device_update;  // sliding layers updated on the device (engine.device_update_layers)
   int64_t nvme_reported = 0;  // NVMe bytes already counted in a StepStats
   std::unique_ptr<OptimizerStage> optimizer;
   std::unique_ptr<Executor> executor;
@@ -142,10 +143,12 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   SFD_ASSIGN_OR_RETURN(backend, Backend::Create(spec.engine));
   SFD_ASSIGN_OR_RETURN(dtype, ComputeDtype(spec.engine.compute_dtype, backend->is_cuda()));
 
-  if (spec.engine.device_update_layers > 0 && (dtype != at::kBFloat16 || spec.max_grad_norm > 0)) {
+  if (spec.engine.device_update_layers > 0 &&
+      (dtype != at::kBFloat16 || spec.max_grad_norm > 0 || spec.engine.max_micro_batches_per_step > 1)) {
     return absl::InvalidArgumentError(
         "engine.device_update_layers: the device update of sliding layers runs in steps that stream "
-        "the update, which needs bf16 compute and max_grad_norm: 0 (no clipping)");
+        "the update, which needs bf16 compute, max_grad_norm: 0 (no clipping) and one micro-batch per "
+        "step (engine.max_micro_batches_per_step / gradient_accumulation_steps 1)");
   }
   if (spec.optimizer.moments_8bit && !spec.engine.nvme_dir.empty()) {  // NVMe holds fp32 moments
     return absl::InvalidArgumentError(
@@ -245,11 +248,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     }
     m->nvme = std::move(store).value();
   }
-  const std::vector<bool> device_update =
+  m->device_update =
       DeviceUpdateUnits(layout, spec.engine.device_update_layers, m->plan.device_optimizer_units);
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
                                                   m->nvme_units, spec.optimizer.moments_8bit,
-                                                  device_update));
+                                                  m->device_update));
   m->adam = std::make_unique<CpuAdamW>(m->plan.cpu_threads);
   for (int u = 0; u < layout.num_units(); ++u) {
     float* master = m->host[u].master.data_ptr<float>();
@@ -274,7 +277,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.device_optimizer_units = m->plan.device_optimizer_units;
-  eo.device_update_units = device_update;
+  eo.device_update_units = m->device_update;
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();
@@ -411,6 +414,11 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.peak.host = HostUnitBytes(*m.layout, m.dtype == at::kBFloat16,
                                m.host[m.layout->layer_unit(0)].grad.defined(), m.nvme_units,
                                m.spec.optimizer.moments_8bit);
+  for (size_t u = 0; u < m.device_update.size(); ++u) {  // their state is pinned (peak.pinned)
+    if (!m.device_update[u]) continue;
+    const int64_t n = m.host[u].numel();
+    st.peak.host -= 6 * n + 8 * Q8Blocks(n);
+  }
   if (m.nvme) {  // the update's I/O runs in the background: bytes moved since the last report
     st.peak.host += m.nvme->staging_bytes();
     st.peak.nvme = m.nvme->file_bytes();

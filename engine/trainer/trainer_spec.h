@@ -52,8 +52,9 @@ struct EngineSpec {
   // the device; -1 = as many as the room left (free memory, or the budget) allows when every
   // layer is resident (0 when layers slide, or on CPU).
   int device_optimizer_units = -1;
-  // Sliding decoder layers (spread evenly, none of the device-optimizer units) whose AdamW
-  // runs on the device in steps that stream the update (no clipping, one bf16 micro-batch):
+  // Decoder layers (spread evenly; those among the device-optimizer units are dropped, so fewer
+  // may be picked: the plan says how many) whose AdamW runs on the device in steps that stream
+  // the update (no clipping, one bf16 micro-batch; anything else is refused at creation):
   // their fp32 master and 8-bit codes go H2D through one of two device staging buffers,
   // the update kernel writes the new bf16 weights over the slot's gradient, and all of it
   // returns D2H. Takes the CPU update of those layers off the host, which bounds steps under a

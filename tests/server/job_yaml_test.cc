@@ -107,6 +107,10 @@ TEST(JobYamlTest, RejectsBadInputNamingTheField) {
        "engine.device_update_layers: needs training.optimizer.name: adamw_8bit"},
       {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}}\nengine: {device_update_layers: 4}\n",
        "engine.device_update_layers: runs in steps that stream the update, which needs training.max_grad_norm: 0"},
+      {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}, max_grad_norm: 0, gradient_accumulation_steps: 2}\n"
+       "engine: {device_update_layers: 4}\n", "needs training.gradient_accumulation_steps: 1"},
+      {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}, max_grad_norm: 0}\n"
+       "engine: {device_update_layers: 4, compute_dtype: fp32}\n", "engine.device_update_layers: runs in steps that stream the update, which needs bf16 compute"},
       {"model: m\ndata: {train: t}\ndata2: 1\n", "data2"},
       {"data: {train: t}\n", "model: must be set"},
       {"model: m\n", "data.train: must be set"},

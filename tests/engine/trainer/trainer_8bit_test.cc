@@ -285,9 +285,10 @@ TEST(Trainer8bitTest, CudaDeviceOptimizerGivesTheCpuBits) {
 
 // engine.device_update_layers: sliding layers whose update runs on the device in streamed steps
 // (no clipping, one bf16 micro-batch; one slot, so every layer slides). One of the two layers and
-// both give the same losses and the same saved state, bit for bit, as none: the state goes to
-// the device, is updated there from the slot's gradient and comes back with the new bf16
-// weights. A step of two micro-batches (not streamed) updates those layers on the CPU as any.
+// both give the same losses, grad norms and saved state, bit for bit, as none: the state goes to
+// the device (the step's H2D and D2H bytes grow by exactly that state), is updated there from
+// the slot's gradient and comes back with the new bf16 weights. A step of two micro-batches (not
+// streamed) in between updates those layers on the CPU as any, and streaming resumes after it.
 void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   auto f = testing::LoadGolden("llama31");
   TrainerSpec none = Spec8(f, 1);
@@ -295,12 +296,24 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   none.engine.compute_dtype = "bf16";
   none.max_grad_norm = 0;
   const int k = 6;
+  // Streamed steps (first micro-batch only), then one step of two micro-batches (not streamed),
+  // then streamed again.
+  auto run = [&](Trainer& t) {
+    std::vector<StepStats> out;
+    for (int s = 0; s < k + 2; ++s) {
+      auto st = s == k ? t.Step(f.batches[s]) : t.Step({f.batches[s][0]});
+      EXPECT_TRUE(st.ok()) << st.status();
+      out.push_back(st.ok() ? *st : StepStats());
+    }
+    return out;
+  };
   auto ref = Make(none);
   ASSERT_TRUE(ref);
-  std::vector<double> want = Train(*ref, f, 0, k, /*first_micro_batch_only=*/true);
-  want.push_back(Train(*ref, f, k, k + 1)[0]);  // two micro-batches: not streamed
+  const std::vector<StepStats> want = run(*ref);
   const std::string dref = FreshDir("update_none");
   ASSERT_TRUE(ref->SaveState(dref).ok());
+  const ModelConfig config = *LoadModelConfig(f.model_dir);
+  const int64_t n = ModelLayout(config).layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
   for (int layers : {1, 2}) {
     SCOPED_TRACE(::testing::Message() << layers << " layer(s) updated on the device");
     TrainerSpec dev = none;
@@ -309,9 +322,15 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
     ASSERT_TRUE(t);
     EXPECT_EQ(t->plan().device_update_layers, layers);
     EXPECT_NE(t->plan().summary.find("sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
-    std::vector<double> got = Train(*t, f, 0, k, /*first_micro_batch_only=*/true);
-    got.push_back(Train(*t, f, k, k + 1)[0]);
-    for (int s = 0; s <= k; ++s) EXPECT_EQ(got[s], want[s]) << "step " << s;
+    const std::vector<StepStats> got = run(*t);
+    for (int s = 0; s < k + 2; ++s) {
+      EXPECT_EQ(got[s].loss, want[s].loss) << "step " << s;
+      EXPECT_EQ(got[s].grad_norm, want[s].grad_norm) << "step " << s;
+      // The device path ran in the streamed steps: each such layer's state went both ways.
+      const int64_t extra = s == k ? 0 : layers * state;
+      EXPECT_EQ(got[s].h2d_bytes - want[s].h2d_bytes, extra) << "step " << s;
+      EXPECT_EQ(got[s].d2h_bytes - want[s].d2h_bytes, extra) << "step " << s;
+    }
     const std::string d = FreshDir("update_dev");
     ASSERT_TRUE(t->SaveState(d).ok());
     int files = 0;
@@ -334,7 +353,7 @@ TEST(Trainer8bitTest, CudaDeviceUpdateLayersGiveTheCpuBits) {
 }
 
 // What engine.device_update_layers cannot serve is refused naming the key: fp32 moments, steps
-// that clip (never streamed), fp32 compute, more layers than the model has.
+// that clip or accumulate (never streamed), fp32 compute, more layers than the model has.
 TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
   auto f = testing::LoadGolden("llama31");
   TrainerSpec ok = Spec8(f, 1);
@@ -350,7 +369,9 @@ TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
   f32c.engine.compute_dtype = "fp32";
   TrainerSpec many = ok;
   many.engine.device_update_layers = 3;
-  for (const TrainerSpec* s : {&fp32, &clip, &f32c, &many}) {
+  TrainerSpec accum = ok;
+  accum.engine.max_micro_batches_per_step = 2;
+  for (const TrainerSpec* s : {&fp32, &clip, &f32c, &many, &accum}) {
     auto t = Trainer::Create(*s);
     ASSERT_FALSE(t.ok());
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << t.status();
