@@ -50,10 +50,32 @@ TrainerSpec Spec8(const testing::GoldenFixture& f, int slots) {
   return s;
 }
 
+// Spec8 on `device` with bf16 compute and the given clipping.
+TrainerSpec Spec8Bf16(const testing::GoldenFixture& f, int slots, DeviceKind device, double max_grad_norm) {
+  TrainerSpec s = Spec8(f, slots);
+  s.engine.device = device;
+  s.engine.compute_dtype = "bf16";
+  s.max_grad_norm = max_grad_norm;
+  return s;
+}
+
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/trainer_8bit_" + name;
   (void)::sfd::RemoveTree(dir);
   return dir;
+}
+
+// Compares every file of two checkpoints' optimizer/ folders byte for byte; returns how many.
+int ExpectSameOptimizerFiles(const std::string& a, const std::string& b) {
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(a + "/optimizer")) {
+    std::ifstream x(e.path(), std::ios::binary), y(b + "/optimizer/" + e.path().filename().string(),
+                                                   std::ios::binary);
+    const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
+    EXPECT_TRUE(bx == by) << e.path();
+    ++files;
+  }
+  return files;
 }
 
 // The fixture's 10 steps (lr 3e-3, two micro-batches, clipping at 0.5) with 8-bit moments stay
@@ -117,12 +139,7 @@ TEST(Trainer8bitTest, StreamedUpdateEqualsLaunched) {
     const std::string da = FreshDir("streamed"), db = FreshDir("launched");
     ASSERT_TRUE(a->SaveState(da).ok());
     ASSERT_TRUE(b->SaveState(db).ok());
-    for (const auto& e : fs::directory_iterator(da + "/optimizer")) {
-      std::ifstream x(e.path(), std::ios::binary), y(db + "/optimizer/" + e.path().filename().string(),
-                                                     std::ios::binary);
-      const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
-      EXPECT_TRUE(bx == by) << e.path();
-    }
+    EXPECT_GT(ExpectSameOptimizerFiles(da, db), 0);
   }
 }
 
@@ -223,10 +240,7 @@ TEST(Trainer8bitTest, UnsupportedCombinationsNameTheKey) {
 // upload/download, seeds, element offsets); on CUDA it is the CUDA kernel.
 void ExpectDeviceUnitsGiveCpuBits(DeviceKind device) {
   auto f = testing::LoadGolden("qwen3");
-  TrainerSpec host = Spec8(f, 2);
-  host.engine.device = device;
-  host.engine.compute_dtype = "bf16";
-  host.max_grad_norm = 1e30;
+  TrainerSpec host = Spec8Bf16(f, 2, device, /*max_grad_norm=*/1e30);
   host.engine.device_optimizer_units = 0;
   TrainerSpec dev = host;
   dev.engine.device_optimizer_units = 4;
@@ -251,15 +265,7 @@ void ExpectDeviceUnitsGiveCpuBits(DeviceKind device) {
   const std::string da = FreshDir("device_units"), db = FreshDir("host_units");
   ASSERT_TRUE(a->SaveState(da).ok());
   ASSERT_TRUE(b->SaveState(db).ok());
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(da + "/optimizer")) {
-    std::ifstream x(e.path(), std::ios::binary),
-        y(db + "/optimizer/" + e.path().filename().string(), std::ios::binary);
-    const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
-    EXPECT_TRUE(bx == by) << e.path();
-    ++files;
-  }
-  EXPECT_EQ(files, 4 + 1) << "one file per unit and the index";
+  EXPECT_EQ(ExpectSameOptimizerFiles(da, db), 4 + 1) << "one file per unit and the index";
   // Device state -> a run whose units are all on the host, and host state -> a run whose units
   // are all on the device (non-zero codes and scales uploaded): both continue as `b` does.
   auto c = Make(host);
@@ -291,10 +297,7 @@ TEST(Trainer8bitTest, CudaDeviceOptimizerGivesTheCpuBits) {
 // streamed) in between updates those layers on the CPU as any, and streaming resumes after it.
 void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   auto f = testing::LoadGolden("llama31");
-  TrainerSpec none = Spec8(f, 1);
-  none.engine.device = device;
-  none.engine.compute_dtype = "bf16";
-  none.max_grad_norm = 0;
+  const TrainerSpec none = Spec8Bf16(f, 1, device, /*max_grad_norm=*/0);
   const int k = 6;
   // Streamed steps (first micro-batch only), then one step of two micro-batches (not streamed),
   // then streamed again.
@@ -333,15 +336,7 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
     }
     const std::string d = FreshDir("update_dev");
     ASSERT_TRUE(t->SaveState(d).ok());
-    int files = 0;
-    for (const auto& e : fs::directory_iterator(d + "/optimizer")) {
-      std::ifstream x(e.path(), std::ios::binary),
-          y(dref + "/optimizer/" + e.path().filename().string(), std::ios::binary);
-      const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
-      EXPECT_TRUE(bx == by) << e.path();
-      ++files;
-    }
-    EXPECT_EQ(files, 4 + 1);
+    EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), 4 + 1);
   }
 }
 
@@ -356,9 +351,7 @@ TEST(Trainer8bitTest, CudaDeviceUpdateLayersGiveTheCpuBits) {
 // that clip or accumulate (never streamed), fp32 compute, more layers than the model has.
 TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
   auto f = testing::LoadGolden("llama31");
-  TrainerSpec ok = Spec8(f, 1);
-  ok.engine.compute_dtype = "bf16";
-  ok.max_grad_norm = 0;
+  TrainerSpec ok = Spec8Bf16(f, 1, DeviceKind::kAuto, /*max_grad_norm=*/0);
   ok.engine.device_update_layers = 1;
   ASSERT_TRUE(Trainer::Plan(ok).ok());
   TrainerSpec fp32 = ok;
