@@ -18,6 +18,9 @@
 // overlaps the next forward.
 // Units with 8-bit moments (optimizer adamw_8bit) go through the 8-bit kernels, seeded by
 // (step, unit): the streamed, row-split and launched forms give the same bits.
+// Sliding layers the executor updated on the device itself (engine.device_update_layers,
+// streamed steps) are announced with MarkUpdated: the stage only waits for their state's copy
+// back before advancing their version.
 #pragma once
 
 #include <chrono>
