@@ -214,7 +214,7 @@ void Executor::StateH2D(int unit, PassStats* stats) {
   b.loaded->Record(StreamId::kH2D);
   b.used = true;
   b.unit = unit;
-  stats->h2d_bytes += 6 * n + 8 * blocks;
+  stats->h2d_bytes += Q8StateBytes(n);
 }
 
 void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
@@ -247,7 +247,7 @@ void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
   backend_->Copy(h.v_scale, b->v_scale.narrow(0, 0, blocks), StreamId::kD2H);
   b->returned->Record(StreamId::kD2H);
   b->unit = -1;
-  stats->d2h_bytes += s.grads.nbytes() + 6 * n + 8 * blocks;
+  stats->d2h_bytes += s.grads.nbytes() + Q8StateBytes(n);
   std::shared_ptr<Event> landed(backend_->NewEvent().release());
   landed->Record(StreamId::kD2H);
   options_.grad_updated(unit, std::move(landed));

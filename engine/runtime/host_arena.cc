@@ -11,6 +11,8 @@ int64_t MirrorBytes(const ModelLayout& layout) {
   return n * 2;
 }
 
+int64_t Q8StateBytes(int64_t n) { return 4 * n + 2 * (n + 4 * Q8Blocks(n)); }
+
 namespace {
 bool OnNvme(const std::vector<bool>& moments_on_nvme, int u) {
   return u < static_cast<int>(moments_on_nvme.size()) && moments_on_nvme[u];

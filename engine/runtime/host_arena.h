@@ -55,5 +55,8 @@ absl::Status EnsureGradArenas(std::vector<HostUnit>* units);
 int64_t HostUnitBytes(const ModelLayout& layout, bool bf16_mirror, bool all_grads,
                       const std::vector<bool>& moments_on_nvme = {}, bool moments_8bit = false);
 int64_t MirrorBytes(const ModelLayout& layout);
+// Bytes of n elements' optimizer state with 8-bit moments: fp32 master, m and v codes, and their
+// per-block scales (what a device-optimizer unit or a device-updated layer moves or holds).
+int64_t Q8StateBytes(int64_t n);
 
 }  // namespace sfd

@@ -125,7 +125,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     return absl::InvalidArgumentError(
         "engine.device_update_layers needs optimizer adamw_8bit (it streams the 8-bit state)");
   }
-  const int64_t state_staging = e.device_update_layers > 0 ? 2 * (6 * layer + 8 * Q8Blocks(layer)) : 0;
+  const int64_t state_staging = e.device_update_layers > 0 ? 2 * Q8StateBytes(layer) : 0;
   // Fixed device buffers: embedding + head weights (compute dtype) and fp32 grad accumulators.
   const int64_t fixed = (embed + head) * (es + 4) + state_staging;
   // Activations: saved layer inputs of one micro-batch, plus the working set of one layer
@@ -205,7 +205,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   auto opt_bytes = [&](int u) {
     const int64_t n = layout.layout(u).numel();
     const bool layer = layout.unit(u).kind == UnitKind::kDecoderLayer;
-    return (in.moments_8bit ? 6 * n + 8 * Q8Blocks(n) : 12 * n) + (layer && in.grad_accumulators ? 4 * n : 0);
+    return (in.moments_8bit ? Q8StateBytes(n) : 12 * n) + (layer && in.grad_accumulators ? 4 * n : 0);
   };
   auto claim_optimizer = [&] {
     if (e.device_optimizer_units >= 0) {
@@ -285,8 +285,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     if (!dev_update[u]) continue;
     const int64_t n = layout.layout(static_cast<int>(u)).numel();
     ++p.device_update_layers;
-    p.need.pinned += 6 * n + 8 * Q8Blocks(n);
-    p.need.host -= 6 * n + 8 * Q8Blocks(n);
+    p.need.pinned += Q8StateBytes(n);
+    p.need.host -= Q8StateBytes(n);
   }
   p.available.device = in.device_free;
   p.available.host = in.host_available;

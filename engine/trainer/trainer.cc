@@ -416,8 +416,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
                                m.spec.optimizer.moments_8bit);
   for (size_t u = 0; u < m.device_update.size(); ++u) {  // their state is pinned (peak.pinned)
     if (!m.device_update[u]) continue;
-    const int64_t n = m.host[u].numel();
-    st.peak.host -= 6 * n + 8 * Q8Blocks(n);
+    st.peak.host -= Q8StateBytes(m.host[u].numel());
   }
   if (m.nvme) {  // the update's I/O runs in the background: bytes moved since the last report
     st.peak.host += m.nvme->staging_bytes();
