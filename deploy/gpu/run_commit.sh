@@ -2,9 +2,11 @@
 # Device-tool driver for exact commits (the device copies the working tree, not a commit):
 #   here:  git archive HEAD | gzip > .deps/head.tgz   (deploy/gpu/fetch-debs.sh fills .deps/debs)
 #   there: STAGES="tests bench ..." SFD_BENCH_RUNS=... bash deploy/gpu/run_commit.sh head.tgz [fallback.tgz]
-#          (run with carry [".deps"]). Unpacks the tarball to /tmp/src, builds with run_gpu.sh
-#          (a failed build prints every error, then tries the fallback tarball in a clean build
-#          dir), then runs each stage: tests (runtime/model/trainer binaries, TEST_FILTER),
+#          (run with carry [".deps"]). Unpacks the tarball to /tmp/src (changed files only: a warm
+#          machine's build dir then rebuilds what changed), builds with run_gpu.sh
+#          (a failed build prints every error, then tries the fallback tarball), then runs each
+#          stage in order: base (switch to the second tarball and build it: later stages run
+#          that commit; SFD_BENCH_TAG tells its logs apart), tests (runtime/model/trainer binaries, TEST_FILTER),
 #          gdbtest (cuda-gdb backtrace of GDB_FILTER), bench-stage-trace (SFD_STAGE_TRACE of
 #          SFD_BENCH_RUNS_TRACE), bench-threads (--cpu-threads SFD_THREADS on SFD_BENCH_RUNS_THREADS),
 #          bench-unfused (SFD_FUSED_OPS=0 on SFD_BENCH_RUNS_UNFUSED), cpuadam (bench_cpu_adam at
@@ -12,12 +14,17 @@
 # The device returns at most 8 files from $OUT per call: print what matters to stdout.
 set -u
 DEPS=$PWD/.deps  # the repo root on the device
-unpack() { rm -rf /tmp/src; mkdir -p /tmp/src; tar xzf $DEPS/$1 -C /tmp/src; ln -sfn $DEPS /tmp/src/.deps; }
+# unpack TARBALL: /tmp/src becomes that tree. Only files whose content changed are written (git
+# archive stamps every file with the commit time), so a warm build dir rebuilds what changed.
+unpack() {
+  rm -rf /tmp/src-new; mkdir -p /tmp/src-new /tmp/src; tar xzf $DEPS/$1 -C /tmp/src-new
+  (cd /tmp/src-new && find . -type f | while read -r f; do
+     cmp -s "$f" "/tmp/src/$f" || { mkdir -p "/tmp/src/$(dirname "$f")"; cp "$f" "/tmp/src/$f"; }; done)
+  (cd /tmp/src && find . -type f -not -path './.deps/*' | while read -r f; do
+     [ -e "/tmp/src-new/$f" ] || rm -f "$f"; done)
+  ln -sfn $DEPS /tmp/src/.deps
+}
 unpack $1
-# git archive stamps every file with the commit time, so a warm build dir from another commit
-# could keep stale objects: start clean whenever the tarball changed.
-sum=$(md5sum $DEPS/$1 | cut -d' ' -f1)
-[ "$(cat /tmp/sfd-build-gpu/.src 2>/dev/null)" = "$sum" ] || { rm -rf /tmp/sfd-build-gpu; mkdir -p /tmp/sfd-build-gpu; echo $sum > /tmp/sfd-build-gpu/.src; }
 cd /tmp/src
 source deploy/gpu/env.sh >/dev/null 2>&1
 if ! bash deploy/gpu/run_gpu.sh build; then
@@ -25,7 +32,7 @@ if ! bash deploy/gpu/run_gpu.sh build; then
   echo "=== BUILD OF $1 FAILED; falling back to ${2:-none}"
   cp $OUT/build.log $OUT/build-failed.log 2>/dev/null
   [ -n "${2:-}" ] || exit 1
-  cd /; unpack $2; rm -rf /tmp/sfd-build-gpu; cd /tmp/src; bash deploy/gpu/run_gpu.sh build || exit 1
+  cd /; unpack $2; cd /tmp/src; bash deploy/gpu/run_gpu.sh build || exit 1
 fi
 for stage in ${STAGES}; do
   case $stage in
@@ -34,6 +41,7 @@ for stage in ${STAGES}; do
              /tmp/sfd-build-gpu/tests/$t --gtest_filter="${TEST_FILTER:-*}" > /tmp/$t.log 2>&1; echo "$t rc=$?"
              grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|error" /tmp/$t.log | head -20
              grep -q "PASSED" /tmp/$t.log || { echo "--- tail of $t"; grep -vE "^\[2026" /tmp/$t.log | tail -8; }; done ;;
+    base) cd /; unpack $2; cd /tmp/src; bash deploy/gpu/run_gpu.sh build || exit 1; echo "=== now at $2" ;;
     gdbtest) cuda-gdb -batch -ex run -ex bt --args /tmp/sfd-build-gpu/tests/engine_trainer_tests --gtest_filter="$GDB_FILTER" > /tmp/gdb.log 2>&1
              grep -E "^#|signal|SIGSEGV" /tmp/gdb.log | head -25 ;;
     bench-stage-trace) SFD_STAGE_TRACE=$OUT/stage-trace.csv SFD_BENCH_TAG=-traced SFD_BENCH_RUNS="$SFD_BENCH_RUNS_TRACE" bash deploy/gpu/run_gpu.sh bench ;;

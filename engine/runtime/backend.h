@@ -1,4 +1,4 @@
-// Backend: the device tier as the executor sees it — three streams (compute, H2D, D2H),
+// Backend: the device tier as the executor sees it — four streams (compute, H2D, D2H, state H2D),
 // events between them, async copies, page-locked host buffers and device buffers. The CUDA
 // backend (cuda_backend.cc) uses real streams/events and cudaHostAlloc; the CPU backend
 // (cpu_backend.cc) stands in for the GPU on machines without one: host memory is the device
@@ -16,7 +16,10 @@
 
 namespace sfd {
 
-enum class StreamId { kCompute = 0, kH2D = 1, kD2H = 2 };
+// kStateH2D carries the optimizer state of device-updated layers (engine.device_update_layers)
+// up to the device: its waits for a staging buffer's previous occupant never hold up the weight
+// loads queued on kH2D.
+enum class StreamId { kCompute = 0, kH2D = 1, kD2H = 2, kStateH2D = 3 };
 
 // A point in a stream's work. Record/wait are cheap; Synchronize blocks the calling thread.
 class Event {

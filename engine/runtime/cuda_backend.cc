@@ -1,4 +1,4 @@
-// The CUDA device tier: one compute, one H2D and one D2H stream (from torch's pool, so torch
+// The CUDA device tier: compute, H2D, D2H and state-H2D streams (from torch's pool, so torch
 // ops and our copies share ordering rules), CUDA events, cudaMemcpyAsync, page-locked host
 // buffers from cudaHostAlloc (each kept well below driver limits by the planner).
 #ifdef SFD_WITH_CUDA
@@ -55,6 +55,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int index)
       : index_(index),
         streams_{c10::cuda::getStreamFromPool(/*isHighPriority=*/true, index),
+                 c10::cuda::getStreamFromPool(false, index),
                  c10::cuda::getStreamFromPool(false, index),
                  c10::cuda::getStreamFromPool(false, index)} {
     cudaDeviceProp prop;
@@ -150,7 +151,7 @@ class CudaBackend final : public Backend {
  private:
   int index_;
   std::string name_;
-  c10::cuda::CUDAStream streams_[3];
+  c10::cuda::CUDAStream streams_[4];
   std::atomic<int64_t> pinned_{0};
 };
 

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include <ATen/core/grad_mode.h>
+#include <spdlog/spdlog.h>
 
 #include "engine/common/status.h"
 #include "engine/common/torch_compat.h"
@@ -297,6 +300,17 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       stats.h2d_bytes += saved[layer].nbytes();
       prefetched[layer] = true;
     };
+    std::string memory_marks;  // options_.memory_trace: "label in_use/peak/reserved GiB; ..."
+    auto mark = [&](const char* label) {
+      if (!options_.memory_trace) return;
+      const DeviceMemory m = backend_->Memory();
+      char buf[96];
+      std::snprintf(buf, sizeof(buf), "%s %.2f/%.2f/%.2f; ", label, m.in_use / 1073741824.0,
+                    m.peak / 1073741824.0, m.reserved_peak / 1073741824.0);
+      memory_marks += buf;
+    };
+    mark("start");
+    bool first_backward = true;
     double phase_start = Now();
     for (int j = 0; j < static_cast<int>(sched.uses.size()); ++j) {
       const UnitUse& use = sched.uses[j];
@@ -356,6 +370,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           x = y;
         }
       } else if (ref.kind == UnitKind::kHead && fwd) {
+        mark("forward");
         HeadInputs in;
         in.config = &config_;
         in.norm_weight = view(head_w_, head_layout.Find("norm.weight"));
@@ -384,6 +399,9 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
             AnnounceGrad(head);
           }
           dx = out.dhidden.view({mb.rows, mb.seq, d});
+          mark("head");
+          const int first_updated = NextDeviceUpdatedLayer(layout_.num_layers());
+          if (first_updated >= 0) StateH2D(layout_.layer_unit(first_updated), &stats);
           prefetch(layout_.num_layers() - 1);
           if (options_.profile) backend_->Synchronize();
           stats.forward_seconds += Now() - phase_start;
@@ -397,7 +415,11 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       } else if (ref.kind == UnitKind::kDecoderLayer) {  // backward
         Slot& slot = slots_[use.slot];
         backend_->StreamWait(StreamId::kCompute, *slot.grad_copied);
-        if (DeviceUpdated(use.unit)) StateH2D(use.unit, &stats);  // overlaps the backward
+        if (DeviceUpdated(use.unit)) {  // its state goes up during the backward before, the next's now
+          if (!StateStaged(use.unit)) StateH2D(use.unit, &stats);
+          const int next = NextDeviceUpdatedLayer(ref.layer);
+          if (next >= 0) StateH2D(layout_.layer_unit(next), &stats);
+        }
         const bool kept = graphs[ref.layer].y.defined();
         if (offloaded_layers > 0) {
           const bool from_host = !kept && ref.layer < offloaded_layers;
@@ -427,6 +449,8 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           dx = dxin;
         }
         saved[ref.layer] = at::Tensor();
+        if (first_backward) mark("backward-1");
+        first_backward = false;
         unit_slot_[use.unit] = use.slot;
         if (OnDevice(use.unit)) {  // gradient stays on the device for DeviceUpdate
           if (direct) {
@@ -449,6 +473,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         embed_grad_.narrow(0, 0, vocab * d).view({vocab, d})
             .index_add_(0, mb.ids.reshape({-1}), dx.reshape({-1, d}).to(at::kFloat));
         dx = at::Tensor();
+        mark("backward");
         if (options_.profile) backend_->Synchronize();
         stats.backward_seconds += Now() - phase_start;
         phase_start = Now();
@@ -518,6 +543,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
       }
     }
     stats.ce_sum = ce_total.item<double>();  // synchronises the compute stream
+    if (options_.memory_trace) spdlog::info("device memory (in use/peak/reserved peak GiB): {}", memory_marks);
     for (auto& w : act_waits) stats.stall_activations_seconds += w.second->SecondsSince(*w.first);
   });
   if (!run_status.ok()) Fail(run_status);

@@ -79,6 +79,9 @@ struct ExecutorOptions {
   int64_t max_tokens_per_micro_batch = 0;
   // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).
   bool profile = false;
+  // Log the device allocator's bytes in use, peak and reserved peak at the pass's phase ends
+  // (start, forward, head, first backward layer, backward) to calibrate the memory plan.
+  bool memory_trace = false;
   // Blocks until unit u's master weights hold `version` updates (the optimizer stage).
   std::function<void(int unit, int64_t version)> wait_for_update;
   std::function<bool(int unit, int64_t version)> update_done;
@@ -191,14 +194,19 @@ class Executor {
   void DrainLoop();
   void EnqueueGradD2H(int unit, int slot, bool first_micro_batch, PassStats* stats);
   void DirectGradD2H(int unit, int slot, PassStats* stats);
-  // device_update_units in a streaming pass: StateH2D before the layer's backward (into the
-  // next staging buffer), SlidingDeviceUpdate after it (kernel on the D2H stream, then the
+  // device_update_units in a streaming pass: StateH2D ahead of the layer's backward (into the
+  // next staging buffer, on the state H2D stream), SlidingDeviceUpdate after it (kernel on the D2H stream, then the
   // weights and state D2H, then grad_updated).
   bool DeviceUpdated(int unit) const {
     return stream_update_ && unit < static_cast<int>(options_.device_update_units.size()) &&
            options_.device_update_units[unit];
   }
   void StateH2D(int unit, PassStats* stats);
+  // The state goes up one device-updated layer ahead of its backward: the first such layer's
+  // at the LM head, the next one's when a device-updated layer's backward is issued (two
+  // staging buffers). The highest device-updated layer below `layer` (-1: none).
+  int NextDeviceUpdatedLayer(int layer) const;
+  bool StateStaged(int unit) const;
   void SlidingDeviceUpdate(int unit, int slot, PassStats* stats);
 
   void Fail(const absl::Status& s);

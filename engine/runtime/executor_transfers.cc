@@ -205,16 +205,31 @@ void Executor::StateH2D(int unit, PassStats* stats) {
   SFD_CHECK(b.unit < 0) << "state staging buffer of unit " << b.unit << " reused before its update";
   const HostUnit& h = (*host_)[unit];
   const int64_t n = h.numel(), blocks = Q8Blocks(n);
-  if (b.used) backend_->StreamWait(StreamId::kH2D, *b.returned);  // its last occupant went home
-  backend_->Copy(b.master.narrow(0, 0, n), h.master, StreamId::kH2D);
-  backend_->Copy(b.m.narrow(0, 0, n), h.m, StreamId::kH2D);
-  backend_->Copy(b.v.narrow(0, 0, n), h.v, StreamId::kH2D);
-  backend_->Copy(b.m_scale.narrow(0, 0, blocks), h.m_scale, StreamId::kH2D);
-  backend_->Copy(b.v_scale.narrow(0, 0, blocks), h.v_scale, StreamId::kH2D);
-  b.loaded->Record(StreamId::kH2D);
+  // On a stream of its own: waiting for the previous occupant's return holds up no weight load.
+  if (b.used) backend_->StreamWait(StreamId::kStateH2D, *b.returned);  // its last occupant went home
+  backend_->Copy(b.master.narrow(0, 0, n), h.master, StreamId::kStateH2D);
+  backend_->Copy(b.m.narrow(0, 0, n), h.m, StreamId::kStateH2D);
+  backend_->Copy(b.v.narrow(0, 0, n), h.v, StreamId::kStateH2D);
+  backend_->Copy(b.m_scale.narrow(0, 0, blocks), h.m_scale, StreamId::kStateH2D);
+  backend_->Copy(b.v_scale.narrow(0, 0, blocks), h.v_scale, StreamId::kStateH2D);
+  b.loaded->Record(StreamId::kStateH2D);
   b.used = true;
   b.unit = unit;
   stats->h2d_bytes += Q8StateBytes(n);
+}
+
+int Executor::NextDeviceUpdatedLayer(int layer) const {
+  for (int i = layer - 1; i >= 0; --i) {
+    if (DeviceUpdated(layout_.layer_unit(i))) return i;
+  }
+  return -1;
+}
+
+bool Executor::StateStaged(int unit) const {
+  for (const StateStage& b : state_stages_) {
+    if (b.unit == unit) return true;
+  }
+  return false;
 }
 
 void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {

@@ -280,6 +280,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.device_update_units = m->device_update;
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
+  eo.memory_trace = std::getenv("SFD_MEMORY_TRACE") != nullptr;
   OptimizerStage* stage = m->optimizer.get();
   eo.wait_for_update = [stage](int u, int64_t v) { stage->WaitUnit(u, v); };
   eo.update_done = [stage](int u, int64_t v) { return stage->UnitDone(u, v); };

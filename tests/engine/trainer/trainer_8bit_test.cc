@@ -290,14 +290,23 @@ TEST(Trainer8bitTest, CudaDeviceOptimizerGivesTheCpuBits) {
 }
 
 // engine.device_update_layers: sliding layers whose update runs on the device in streamed steps
-// (no clipping, one bf16 micro-batch; one slot, so every layer slides). One of the two layers and
-// both give the same losses, grad norms and saved state, bit for bit, as none: the state goes to
-// the device (the step's H2D and D2H bytes grow by exactly that state), is updated there from
-// the slot's gradient and comes back with the new bf16 weights. A step of two micro-batches (not
-// streamed) in between updates those layers on the CPU as any, and streaming resumes after it.
+// (no clipping, one bf16 micro-batch; one slot, so every layer slides). Some and all layers give
+// the same losses, grad norms and saved state, bit for bit, as none: the state goes to the device
+// (the step's H2D and D2H bytes grow by exactly that state), is updated there from the slot's
+// gradient and comes back with the new bf16 weights. A step of two micro-batches (not streamed)
+// in between updates those layers on the CPU as any, and streaming resumes after it. The golden
+// model has two layers; a random-init copy with five puts three and five layers through the two
+// staging buffers, each state going up one device-updated layer ahead of its backward.
 void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   auto f = testing::LoadGolden("llama31");
-  const TrainerSpec none = Spec8Bf16(f, 1, device, /*max_grad_norm=*/0);
+  const std::string five = FreshDir("five_layers");
+  fs::create_directories(five);
+  {
+    std::ifstream in(f.model_dir + "/config.json");
+    nlohmann::json c = nlohmann::json::parse(in);
+    c["num_hidden_layers"] = 5;
+    std::ofstream(five + "/config.json") << c.dump();
+  }
   const int k = 6;
   // Streamed steps (first micro-batch only), then one step of two micro-batches (not streamed),
   // then streamed again.
@@ -310,33 +319,40 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
     }
     return out;
   };
-  auto ref = Make(none);
-  ASSERT_TRUE(ref);
-  const std::vector<StepStats> want = run(*ref);
-  const std::string dref = FreshDir("update_none");
-  ASSERT_TRUE(ref->SaveState(dref).ok());
-  const ModelConfig config = *LoadModelConfig(f.model_dir);
-  const int64_t n = ModelLayout(config).layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
-  for (int layers : {1, 2}) {
-    SCOPED_TRACE(::testing::Message() << layers << " layer(s) updated on the device");
-    TrainerSpec dev = none;
-    dev.engine.device_update_layers = layers;
-    auto t = Make(dev);
-    ASSERT_TRUE(t);
-    EXPECT_EQ(t->plan().device_update_layers, layers);
-    EXPECT_NE(t->plan().summary.find("sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
-    const std::vector<StepStats> got = run(*t);
-    for (int s = 0; s < k + 2; ++s) {
-      EXPECT_EQ(got[s].loss, want[s].loss) << "step " << s;
-      EXPECT_EQ(got[s].grad_norm, want[s].grad_norm) << "step " << s;
-      // The device path ran in the streamed steps: each such layer's state went both ways.
-      const int64_t extra = s == k ? 0 : layers * state;
-      EXPECT_EQ(got[s].h2d_bytes - want[s].h2d_bytes, extra) << "step " << s;
-      EXPECT_EQ(got[s].d2h_bytes - want[s].d2h_bytes, extra) << "step " << s;
+  for (const auto& [model, counts] : std::vector<std::pair<std::string, std::vector<int>>>{
+           {f.model_dir, {1, 2}}, {five, {3, 5}}}) {
+    SCOPED_TRACE(model);
+    TrainerSpec none = Spec8Bf16(f, 1, device, /*max_grad_norm=*/0);
+    none.model_dir = model;
+    none.random_init = model == five;
+    auto ref = Make(none);
+    ASSERT_TRUE(ref);
+    const std::vector<StepStats> want = run(*ref);
+    const std::string dref = FreshDir("update_none");
+    ASSERT_TRUE(ref->SaveState(dref).ok());
+    const ModelLayout layout(*LoadModelConfig(model));
+    const int64_t n = layout.layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
+    for (int layers : counts) {
+      SCOPED_TRACE(::testing::Message() << layers << " layer(s) updated on the device");
+      TrainerSpec dev = none;
+      dev.engine.device_update_layers = layers;
+      auto t = Make(dev);
+      ASSERT_TRUE(t);
+      EXPECT_EQ(t->plan().device_update_layers, layers);
+      EXPECT_NE(t->plan().summary.find("sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
+      const std::vector<StepStats> got = run(*t);
+      for (int s = 0; s < k + 2; ++s) {
+        EXPECT_EQ(got[s].loss, want[s].loss) << "step " << s;
+        EXPECT_EQ(got[s].grad_norm, want[s].grad_norm) << "step " << s;
+        // The device path ran in the streamed steps: each such layer's state went both ways.
+        const int64_t extra = s == k ? 0 : layers * state;
+        EXPECT_EQ(got[s].h2d_bytes - want[s].h2d_bytes, extra) << "step " << s;
+        EXPECT_EQ(got[s].d2h_bytes - want[s].d2h_bytes, extra) << "step " << s;
+      }
+      const std::string d = FreshDir("update_dev");
+      ASSERT_TRUE(t->SaveState(d).ok());
+      EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), layout.num_units() + 1);
     }
-    const std::string d = FreshDir("update_dev");
-    ASSERT_TRUE(t->SaveState(d).ok());
-    EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), 4 + 1);
   }
 }
 
