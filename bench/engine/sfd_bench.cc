@@ -6,7 +6,7 @@
 //             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--cpu-threads N] [--slots K] [--budget-gib X] [--timing-warmup N]
-//             [--activations auto|device|host] [--device-saved-layers N] [--device-update-layers N] [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--activations auto|device|host] [--device-saved-layers N] [--inputs-in-mirrors -1|0|1] [--device-update-layers N] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--optimizer adamw|adamw_8bit]   adamw_8bit: 8-bit moments (optim/adamw_8bit.h)
 //             [--cpu-binding auto|none]   none: engine threads and host arenas not bound to the
@@ -156,6 +156,7 @@ int Run(const Args& a) {
                             : act == "device" ? ActivationPlacement::kDevice
                                               : ActivationPlacement::kAuto;
   spec.engine.device_saved_layers = std::stoi(a.Get("device-saved-layers", "-1"));
+  spec.engine.inputs_in_mirrors = std::stoi(a.Get("inputs-in-mirrors", "-1"));
   spec.engine.device_update_layers = std::stoi(a.Get("device-update-layers", "0"));
   spec.engine.nvme_dir = a.Get("nvme-dir", "");
   if (a.Has("nvme-fraction")) spec.engine.nvme_fraction = std::stod(a.Get("nvme-fraction"));

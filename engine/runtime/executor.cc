@@ -100,6 +100,9 @@ absl::Status Executor::Allocate() {
     s.grad_copied = backend_->NewEvent();
     slots_.push_back(std::move(s));
   }
+  if (options_.inputs_in_mirrors) {
+    SFD_ASSIGN_OR_RETURN(master_chunk_, device(std::min(options_.staging_elems, layer_numel), at::kFloat));
+  }
   SFD_ASSIGN_OR_RETURN(embed_w_, device(embed_numel, dt));
   SFD_ASSIGN_OR_RETURN(head_w_, device(head_numel, dt));
   SFD_ASSIGN_OR_RETURN(embed_grad_, device(embed_numel, at::kFloat));
@@ -225,10 +228,13 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   // Layers [0, offloaded_layers) send their saved input to pinned host memory; the rest keep it.
   const int offloaded_layers =
       offload ? std::clamp(layout_.num_layers() - options_.device_saved_layers, 0, layout_.num_layers()) : 0;
+  // Direct passes may keep those inputs in the layers' mirrors (options_.inputs_in_mirrors).
+  const bool in_mirror = offloaded_layers > 0 && direct && options_.inputs_in_mirrors;
   if (offloaded_layers > 0) {
     int64_t most = 0;
     for (const TokenBatch& b : batches) most = std::max(most, b.rows * b.seq);
-    SFD_RETURN_IF_ERROR(EnsureActivationBuffers(offloaded_layers, most * config_.hidden_size));
+    SFD_RETURN_IF_ERROR(
+        EnsureActivationBuffers(offloaded_layers, PinnedInputElems(most * config_.hidden_size, in_mirror)));
   }
   std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
   // The first micro-batch goes up before the stager starts: a copy from pageable memory waits
@@ -241,13 +247,16 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     for (size_t l = 0; l < sched.loads.size(); ++l) load_events_.push_back(backend_->NewEvent());
     schedule_ = &sched;
     version_ = version;
+    mirror_input_layers_ = in_mirror ? offloaded_layers : 0;
     uses_done_ = 0;
     loads_issued_ = 0;
     ++pass_id_;
   }
   cv_.notify_all();
-  for (const SlotLoad& l : sched.loads) {
-    stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
+  for (const SlotLoad& l : sched.loads) {  // a reload from the master (inputs in mirrors) moves fp32
+    const bool master = in_mirror && ReloadsFromMaster(l, sched.uses[l.first_use].phase);
+    stats.h2d_bytes += (*host_)[l.unit].numel() *
+                       static_cast<int64_t>(master ? 4 : c10::elementSize(options_.compute_dtype));
   }
 
   const int head = layout_.head_unit();
@@ -296,7 +305,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
       // (not for a layer whose forward kept its graph: it sent no input out)
       if (layer < 0 || layer >= offloaded_layers || prefetched[layer] || graphs[layer].y.defined()) return;
-      saved[layer] = PrefetchActivation(layer, act_shape);
+      saved[layer] = PrefetchActivation(layer, act_shape, in_mirror);
       stats.h2d_bytes += saved[layer].nbytes();
       prefetched[layer] = true;
     };
@@ -349,7 +358,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           // the recorded graph holds the input
         } else if (ref.layer < offloaded_layers) {
           act_shape = x.sizes().vec();
-          OffloadActivation(ref.layer, x);
+          OffloadActivation(ref.layer, x, in_mirror);
           stats.d2h_bytes += x.nbytes();
           prefetched[ref.layer] = false;
         } else {

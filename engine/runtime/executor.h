@@ -19,8 +19,10 @@
 //   embedding grad, head grad: fp32, accumulated over the step's micro-batches
 //   with device_update_units: 2 state stages, each master fp32 [layer numel], codes uint8
 //   [layer numel] x 2, scales fp32 [Q8Blocks(layer numel)] x 2
+//   with inputs_in_mirrors: one fp32 chunk [min(layer numel, staging_elems)] (master reloads)
 // Pinned buffers: grad ring (kGradBuffers x layer numel, compute dtype; accumulate mode only),
-// one fp32 chunk [staging_elems] for the embedding/head grads.
+// one fp32 chunk [staging_elems] for the embedding/head grads, and per offloaded layer its saved
+// input [tokens * d] (with inputs_in_mirrors, only what exceeds the layer's mirror).
 #pragma once
 
 #include <atomic>
@@ -59,6 +61,13 @@ struct ExecutorOptions {
   // With offload_activations: the last this-many decoder layers keep their saved input on the
   // device (the backward needs them first; no D2H/H2D, no pinned buffer for them).
   int device_saved_layers = 0;
+  // With offload_activations, in direct training passes (bf16, one micro-batch): an offloaded
+  // layer's saved input goes D2H into the layer's own bf16 mirror, which holds nothing needed
+  // from the forward's load until the layer's gradient lands there; only what exceeds the
+  // mirror goes to the layer's pinned buffer. That layer's backward reload then reads the fp32
+  // master (H2D 4 B/param instead of 2, cast to bf16 on the device a chunk at a time), which
+  // holds the same bits rounded: saves up to a layer mirror of pinned memory per offloaded layer.
+  bool inputs_in_mirrors = false;
   // Decoder layers run over at most this many tokens at a time (whole rows; exact, since
   // attention never crosses rows): bounds the per-layer working set. 0 = whole micro-batch.
   int64_t layer_chunk_tokens = 0;
@@ -189,7 +198,7 @@ class Executor {
 
   // Stager thread.
   void StagerLoop();
-  void StageLoad(const SlotLoad& load, int index);
+  void StageLoad(const SlotLoad& load, int index, Phase first_use_phase);
   // Drain thread.
   void DrainLoop();
   void EnqueueGradD2H(int unit, int slot, bool first_micro_batch, PassStats* stats);
@@ -249,9 +258,22 @@ class Executor {
   // for its D2H (forward) and H2D (backward prefetch).
   std::vector<at::Tensor> act_pinned_;
   std::vector<std::unique_ptr<Event>> act_d2h_done_, act_h2d_done_;
+  // inputs_in_mirrors: the current pass keeps layers [0, mirror_input_layers_) of its saved
+  // inputs in their mirrors (set with the schedule, read by the stager); device fp32 chunk
+  // [min(layer numel, staging_elems)] for their backward reload from the master.
+  int mirror_input_layers_ = 0;
+  bool ReloadsFromMaster(const SlotLoad& load, Phase first_use_phase) const {
+    const UnitRef r = layout_.unit(load.unit);
+    return first_use_phase == Phase::kBackward && r.kind == UnitKind::kDecoderLayer &&
+           r.layer < mirror_input_layers_;
+  }
+  at::Tensor master_chunk_;
   absl::Status EnsureActivationBuffers(int layers, int64_t elems);
-  void OffloadActivation(int layer, const at::Tensor& x);
-  at::Tensor PrefetchActivation(int layer, at::IntArrayRef shape);
+  // Pinned elements of a saved input of `elems` beyond what its layer's mirror takes (all of it
+  // when the pass does not keep inputs in mirrors).
+  int64_t PinnedInputElems(int64_t elems, bool in_mirror) const;
+  void OffloadActivation(int layer, const at::Tensor& x, bool in_mirror);
+  at::Tensor PrefetchActivation(int layer, at::IntArrayRef shape, bool in_mirror);
 
   // Shared state of the current pass, guarded by mu_.
   std::mutex mu_;

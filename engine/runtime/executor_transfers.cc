@@ -35,7 +35,9 @@ void Executor::StagerLoop() {
       stager_busy_ = true;
     }
     for (int l = 0; l < static_cast<int>(sched->loads.size()); ++l) {
-      absl::Status st = compat::CatchTorch("staging weights", [&] { StageLoad(sched->loads[l], l); });
+      absl::Status st = compat::CatchTorch("staging weights", [&] {
+        StageLoad(sched->loads[l], l, sched->uses[sched->loads[l].first_use].phase);
+      });
       if (!st.ok()) {
         Fail(st);
         break;
@@ -55,7 +57,7 @@ void Executor::StagerLoop() {
   }
 }
 
-void Executor::StageLoad(const SlotLoad& load, int index) {
+void Executor::StageLoad(const SlotLoad& load, int index, Phase first_use_phase) {
   options_.wait_for_update(load.unit, version_);
   if (load.slot >= 0 && load.after_use >= 0) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -69,9 +71,22 @@ void Executor::StageLoad(const SlotLoad& load, int index) {
     return;
   }
   const HostUnit& h = (*host_)[load.unit];
+  const at::Tensor dst = DeviceWeights(load.unit, load.slot);
+  if (ReloadsFromMaster(load, first_use_phase)) {
+    // The mirror holds the layer's saved input: the master's fp32 goes up a chunk at a time and
+    // is rounded to bf16 on the H2D stream (the bits the optimizer wrote into the mirror).
+    std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kH2D);
+    const int64_t chunk = master_chunk_.numel();
+    for (int64_t off = 0; off < h.numel(); off += chunk) {
+      const int64_t n = std::min(chunk, h.numel() - off);
+      backend_->Copy(master_chunk_.narrow(0, 0, n), h.master.narrow(0, off, n), StreamId::kH2D);
+      dst.narrow(0, off, n).copy_(master_chunk_.narrow(0, 0, n));
+    }
+    load_events_[index]->Record(StreamId::kH2D);
+    return;
+  }
   // bf16: the pinned mirror the optimizer wrote; fp32 compute: the master itself.
-  backend_->Copy(DeviceWeights(load.unit, load.slot), h.mirror.defined() ? h.mirror : h.master,
-                 StreamId::kH2D);
+  backend_->Copy(dst, h.mirror.defined() ? h.mirror : h.master, StreamId::kH2D);
   load_events_[index]->Record(StreamId::kH2D);
   if (OnDevice(load.unit)) weights_current_[load.unit] = true;
 }
@@ -155,7 +170,7 @@ absl::Status Executor::EnsureActivationBuffers(int layers, int64_t elems) {
   if (static_cast<int>(act_pinned_.size()) >= layers && act_pinned_[0].numel() >= elems) return absl::OkStatus();
   act_pinned_.clear();
   for (int i = 0; i < layers; ++i) {
-    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(elems, options_.compute_dtype));
+    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(std::max<int64_t>(elems, 1), options_.compute_dtype));
     act_pinned_.push_back(b);
     if (static_cast<int>(act_d2h_done_.size()) <= i) {
       act_d2h_done_.push_back(backend_->NewEvent());
@@ -165,23 +180,42 @@ absl::Status Executor::EnsureActivationBuffers(int layers, int64_t elems) {
   return absl::OkStatus();
 }
 
-void Executor::OffloadActivation(int layer, const at::Tensor& x) {
+int64_t Executor::PinnedInputElems(int64_t elems, bool in_mirror) const {
+  return in_mirror ? std::max<int64_t>(0, elems - layout_.layout(layout_.layer_unit(0)).numel()) : elems;
+}
+
+// A saved input [elems] lives in pinned memory as (in_mirror) the layer's mirror [0, mirror
+// numel) followed by its pinned buffer, or (else) the pinned buffer alone.
+void Executor::OffloadActivation(int layer, const at::Tensor& x, bool in_mirror) {
   std::unique_ptr<Event> ready = backend_->NewEvent();
+  // The compute stream has waited for this layer's forward load (from the mirror) already.
   ready->Record(StreamId::kCompute);
   backend_->StreamWait(StreamId::kD2H, *ready);
   backend_->StreamWait(StreamId::kD2H, *act_h2d_done_[layer]);  // previous micro-batch's prefetch
-  backend_->Copy(act_pinned_[layer].narrow(0, 0, x.numel()), x.reshape({-1}), StreamId::kD2H);
+  const at::Tensor flat = x.reshape({-1});
+  const int64_t rest = PinnedInputElems(flat.numel(), in_mirror), head = flat.numel() - rest;
+  if (head > 0) {
+    backend_->Copy((*host_)[layout_.layer_unit(layer)].mirror.narrow(0, 0, head), flat.narrow(0, 0, head),
+                   StreamId::kD2H);
+  }
+  if (rest > 0) backend_->Copy(act_pinned_[layer].narrow(0, 0, rest), flat.narrow(0, head, rest), StreamId::kD2H);
   backend_->RecordStream(x, StreamId::kD2H);
   act_d2h_done_[layer]->Record(StreamId::kD2H);
 }
 
-at::Tensor Executor::PrefetchActivation(int layer, at::IntArrayRef shape) {
+at::Tensor Executor::PrefetchActivation(int layer, at::IntArrayRef shape, bool in_mirror) {
   at::Tensor dev = at::empty(shape, at::TensorOptions().dtype(options_.compute_dtype).device(backend_->device()));
   std::unique_ptr<Event> allocated = backend_->NewEvent();
   allocated->Record(StreamId::kCompute);
   backend_->StreamWait(StreamId::kH2D, *allocated);
   backend_->StreamWait(StreamId::kH2D, *act_d2h_done_[layer]);
-  backend_->Copy(dev.view({-1}), act_pinned_[layer].narrow(0, 0, dev.numel()), StreamId::kH2D);
+  const at::Tensor flat = dev.view({-1});
+  const int64_t rest = PinnedInputElems(flat.numel(), in_mirror), head = flat.numel() - rest;
+  if (head > 0) {
+    backend_->Copy(flat.narrow(0, 0, head), (*host_)[layout_.layer_unit(layer)].mirror.narrow(0, 0, head),
+                   StreamId::kH2D);
+  }
+  if (rest > 0) backend_->Copy(flat.narrow(0, head, rest), act_pinned_[layer].narrow(0, 0, rest), StreamId::kH2D);
   backend_->RecordStream(dev, StreamId::kH2D);
   act_h2d_done_[layer]->Record(StreamId::kH2D);
   return dev;

@@ -158,6 +158,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   PlannerInputs pin;
   pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
+  pin.direct_steps = !pin.grad_accumulators;
   pin.config = &config;
   pin.layout = layout.get();
   pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(dtype));
@@ -274,6 +275,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.lm_head_chunk_tokens = m->plan.lm_head_chunk_tokens;
   eo.offload_activations = !m->plan.activations_on_device;
   eo.device_saved_layers = m->plan.device_saved_layers;
+  eo.inputs_in_mirrors = m->plan.inputs_in_mirrors;
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.device_optimizer_units = m->plan.device_optimizer_units;

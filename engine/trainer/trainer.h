@@ -24,6 +24,7 @@ struct MemoryPlan {
   int resident_layers = 0;   // layers kept on the device for the whole run
   bool activations_on_device = true;  // every saved layer input stays on the device
   int device_saved_layers = 0;          // offloaded: the last this-many layers' inputs stay anyway
+  bool inputs_in_mirrors = false;       // offloaded inputs live in the layers' mirrors (direct steps)
   int64_t lm_head_chunk_tokens = 4096;  // tokens per LM-head/CE chunk (fp32 logits chunk)
   int64_t layer_chunk_tokens = 0;       // tokens per decoder-layer pass (0 = whole micro-batch)
   int keep_graph_layers = 0;            // layers whose forward graph is kept (no recompute)
