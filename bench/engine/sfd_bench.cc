@@ -193,9 +193,9 @@ int Run(const Args& a) {
   const int warm = std::stoi(a.Get("timing-warmup", "2"));
   std::vector<double> times;
   StepStats last;
-  double peak_dev = 0, peak_rss = 0;
+  double peak_dev = 0, peak_rss = 0, peak_reserved = 0;
   std::printf("STEP,step,loss,grad_norm,lr,step_s,tokens_s,tflops,peak_dev_gib,rss_gib,h2d_gb,d2h_gb,"
-              "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s,nvme_gb,stall_act_s\n");
+              "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s,nvme_gb,stall_act_s,reserved_gib\n");
   const int trace_step = a.Has("trace") ? std::stoi(a.Get("trace-step", "4")) : -1;
   for (size_t i = 0; i < batches.size(); ++i) {
 #if SFD_BENCH_TRACE
@@ -217,27 +217,29 @@ int Run(const Args& a) {
     }
     last = *st;
     const double gib = 1 << 30;
-    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f\n",
+    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f,%.2f\n",
                 static_cast<long long>(st->step), st->loss, st->grad_norm, st->lr, st->step_seconds,
                 st->tokens / st->step_seconds, st->model_flops / st->step_seconds / 1e12,
                 st->peak.device / gib, st->host_rss / gib, st->h2d_bytes / 1e9, st->d2h_bytes / 1e9,
                 st->stall_weights_seconds, st->stall_optimizer_seconds, st->optimizer_seconds,
                 st->forward_seconds, st->backward_seconds, st->nvme_bytes / 1e9,
-                st->stall_activations_seconds);
+                st->stall_activations_seconds, st->device_reserved / gib);
     std::fflush(stdout);
     if (static_cast<int>(i) >= warm) times.push_back(st->step_seconds);
     peak_dev = std::max(peak_dev, st->peak.device / gib);
     peak_rss = std::max(peak_rss, st->host_rss / gib);
+    peak_reserved = std::max(peak_reserved, st->device_reserved / gib);
   }
   if (!times.empty()) {
     std::sort(times.begin(), times.end());
     const double med = times[times.size() / 2];
     const double tflops = last.model_flops / med / 1e12;
-    std::printf("RESULT,sfd,%s,%.2fB,%lld,%lld,%.3f,%.0f,%.1f,%.1f,%.1f,loss=%.3f,slots=%d\n",
+    // peak_dev: allocated by tensors; reserved: what the caching allocator held from the driver.
+    std::printf("RESULT,sfd,%s,%.2fB,%lld,%lld,%.3f,%.0f,%.1f,%.1f,%.1f,loss=%.3f,slots=%d,reserved=%.1f\n",
                 a.Get("label", "model").c_str(), t.model().num_params / 1e9,
                 static_cast<long long>(batches[0][0].rows * batches[0].size()),
                 static_cast<long long>(batches[0][0].seq), med, last.tokens / med, tflops, peak_dev,
-                peak_rss, last.loss, t.plan().window_slots);
+                peak_rss, last.loss, t.plan().window_slots, peak_reserved);
   }
   if (a.Has("stream-passes")) {
     // Forward-only passes: every unit is loaded once per pass (slots < layers), no optimizer

@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include <cstdlib>
 #include <cuda_runtime.h>
 
 #include "engine/common/status.h"
@@ -174,6 +176,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device_index) {
     return absl::InvalidArgumentError("engine.cuda_device=" + std::to_string(device_index) +
                                       " but only " + std::to_string(n) + " CUDA devices exist");
   }
+  // Before the caching allocator starts (the backend's first allocation): expandable segments,
+  // so the blocks freed between layers (prefetched inputs, row-chunk working sets, LM-head
+  // chunks) are reused instead of each size keeping a segment of its own; a user's own
+  // PYTORCH_CUDA_ALLOC_CONF wins. (Measured: 8B bs64 under 17 GiB reserved 20.1 GiB for 13.8
+  // GiB allocated without it.)
+  setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True", /*overwrite=*/0);
   return std::unique_ptr<Backend>(new CudaBackend(device_index));
 }
 

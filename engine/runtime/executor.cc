@@ -100,8 +100,11 @@ absl::Status Executor::Allocate() {
     s.grad_copied = backend_->NewEvent();
     slots_.push_back(std::move(s));
   }
-  if (options_.inputs_in_mirrors) {
-    SFD_ASSIGN_OR_RETURN(master_chunk_, device(std::min(options_.staging_elems, layer_numel), at::kFloat));
+  if (options_.inputs_in_mirrors) reload_pool_ = std::make_unique<ThreadPool>(kReloadThreads);
+  for (int k = 0; options_.inputs_in_mirrors && k < 2; ++k) {
+    SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(std::min(options_.staging_elems, layer_numel), dt));
+    reload_ring_.push_back(b);
+    reload_sent_.push_back(backend_->NewEvent());
   }
   SFD_ASSIGN_OR_RETURN(embed_w_, device(embed_numel, dt));
   SFD_ASSIGN_OR_RETURN(head_w_, device(head_numel, dt));
@@ -253,10 +256,8 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     ++pass_id_;
   }
   cv_.notify_all();
-  for (const SlotLoad& l : sched.loads) {  // a reload from the master (inputs in mirrors) moves fp32
-    const bool master = in_mirror && ReloadsFromMaster(l, sched.uses[l.first_use].phase);
-    stats.h2d_bytes += (*host_)[l.unit].numel() *
-                       static_cast<int64_t>(master ? 4 : c10::elementSize(options_.compute_dtype));
+  for (const SlotLoad& l : sched.loads) {
+    stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   }
 
   const int head = layout_.head_unit();

@@ -19,10 +19,10 @@
 //   embedding grad, head grad: fp32, accumulated over the step's micro-batches
 //   with device_update_units: 2 state stages, each master fp32 [layer numel], codes uint8
 //   [layer numel] x 2, scales fp32 [Q8Blocks(layer numel)] x 2
-//   with inputs_in_mirrors: one fp32 chunk [min(layer numel, staging_elems)] (master reloads)
 // Pinned buffers: grad ring (kGradBuffers x layer numel, compute dtype; accumulate mode only),
 // one fp32 chunk [staging_elems] for the embedding/head grads, and per offloaded layer its saved
-// input [tokens * d] (with inputs_in_mirrors, only what exceeds the layer's mirror).
+// input [tokens * d] (with inputs_in_mirrors, only what exceeds the layer's mirror; plus the
+// reload ring, 2 x bf16 [min(layer numel, staging_elems)]).
 #pragma once
 
 #include <atomic>
@@ -38,6 +38,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
+#include "engine/common/thread_pool.h"
 #include "engine/data/token_batch.h"
 #include "engine/io/model_config.h"
 #include "engine/model/decoder_layer.h"
@@ -65,8 +66,9 @@ struct ExecutorOptions {
   // layer's saved input goes D2H into the layer's own bf16 mirror, which holds nothing needed
   // from the forward's load until the layer's gradient lands there; only what exceeds the
   // mirror goes to the layer's pinned buffer. That layer's backward reload then reads the fp32
-  // master (H2D 4 B/param instead of 2, cast to bf16 on the device a chunk at a time), which
-  // holds the same bits rounded: saves up to a layer mirror of pinned memory per offloaded layer.
+  // master, rounded to bf16 by the stager thread a chunk at a time into a pinned ring and sent
+  // from there (the bits the optimizer wrote into the mirror; the same 2 B/param of H2D): saves
+  // up to a layer mirror of pinned memory per offloaded layer.
   bool inputs_in_mirrors = false;
   // Decoder layers run over at most this many tokens at a time (whole rows; exact, since
   // attention never crosses rows): bounds the per-layer working set. 0 = whole micro-batch.
@@ -259,15 +261,21 @@ class Executor {
   std::vector<at::Tensor> act_pinned_;
   std::vector<std::unique_ptr<Event>> act_d2h_done_, act_h2d_done_;
   // inputs_in_mirrors: the current pass keeps layers [0, mirror_input_layers_) of its saved
-  // inputs in their mirrors (set with the schedule, read by the stager); device fp32 chunk
-  // [min(layer numel, staging_elems)] for their backward reload from the master.
+  // inputs in their mirrors (set with the schedule, read by the stager). Their backward reload
+  // goes through reload_ring_: 2 pinned bf16 [min(layer numel, staging_elems)] buffers the
+  // stager fills from the master (with reload_pool_, kReloadThreads threads counting the stager),
+  // each free again once its H2D (reload_sent_) has finished.
+  static constexpr int kReloadThreads = 4;
+  std::unique_ptr<ThreadPool> reload_pool_;
   int mirror_input_layers_ = 0;
+  std::vector<at::Tensor> reload_ring_;
+  std::vector<std::unique_ptr<Event>> reload_sent_;
+  int reload_next_ = 0;
   bool ReloadsFromMaster(const SlotLoad& load, Phase first_use_phase) const {
     const UnitRef r = layout_.unit(load.unit);
     return first_use_phase == Phase::kBackward && r.kind == UnitKind::kDecoderLayer &&
            r.layer < mirror_input_layers_;
   }
-  at::Tensor master_chunk_;
   absl::Status EnsureActivationBuffers(int layers, int64_t elems);
   // Pinned elements of a saved input of `elems` beyond what its layer's mirror takes (all of it
   // when the pass does not keep inputs in mirrors).

@@ -73,14 +73,23 @@ void Executor::StageLoad(const SlotLoad& load, int index, Phase first_use_phase)
   const HostUnit& h = (*host_)[load.unit];
   const at::Tensor dst = DeviceWeights(load.unit, load.slot);
   if (ReloadsFromMaster(load, first_use_phase)) {
-    // The mirror holds the layer's saved input: the master's fp32 goes up a chunk at a time and
-    // is rounded to bf16 on the H2D stream (the bits the optimizer wrote into the mirror).
-    std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kH2D);
-    const int64_t chunk = master_chunk_.numel();
+    // The mirror holds the layer's saved input: round the master to bf16 (the bits the optimizer
+    // wrote into the mirror) a chunk at a time into the pinned ring, each chunk's H2D overlapping
+    // the next one's rounding.
+    const int64_t chunk = reload_ring_[0].numel();
+    const float* master = h.master.data_ptr<float>();
     for (int64_t off = 0; off < h.numel(); off += chunk) {
       const int64_t n = std::min(chunk, h.numel() - off);
-      backend_->Copy(master_chunk_.narrow(0, 0, n), h.master.narrow(0, off, n), StreamId::kH2D);
-      dst.narrow(0, off, n).copy_(master_chunk_.narrow(0, 0, n));
+      const int r = reload_next_;
+      reload_next_ = (reload_next_ + 1) % static_cast<int>(reload_ring_.size());
+      reload_sent_[r]->Synchronize();  // its previous chunk has gone up
+      auto* ring = reinterpret_cast<uint16_t*>(reload_ring_[r].data_ptr());
+      constexpr int64_t kPiece = int64_t{1} << 20;
+      reload_pool_->ParallelFor((n + kPiece - 1) / kPiece, [&](int64_t i) {
+        FloatToBf16(io_->level(), master + off + i * kPiece, ring + i * kPiece, std::min(kPiece, n - i * kPiece));
+      });
+      backend_->Copy(dst.narrow(0, off, n), reload_ring_[r].narrow(0, 0, n), StreamId::kH2D);
+      reload_sent_[r]->Record(StreamId::kH2D);
     }
     load_events_[index]->Record(StreamId::kH2D);
     return;

@@ -260,24 +260,25 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   }
   const int64_t kept_inputs = std::max(0, p.device_saved_layers - p.keep_graph_layers);
   p.layer_chunk_tokens = layer_tokens < t ? layer_tokens : 0;
-  // Offloaded inputs in the layers' mirrors (direct steps only): their backward reloads read the
-  // fp32 master, 2 B/param more H2D; automatic when that copy (at ~50 GB/s) is under a quarter
-  // of the layer's backward GEMMs (6 * n * t at ~700 TFLOP/s): micro-batches of ~19k tokens up.
+  // Offloaded inputs in the layers' mirrors (direct steps only): their backward reloads round
+  // the fp32 master to bf16 on 4 CPU threads (~6 Gparam/s) into a pinned ring; automatic when
+  // that takes under half the layer's backward GEMMs (6 * n * t at ~700 TFLOP/s): micro-batches
+  // of ~39k tokens up.
   if (offload && e.inputs_in_mirrors != 0) {
     if (e.inputs_in_mirrors == 1 && !in.direct_steps) {
       return absl::InvalidArgumentError(
           "engine.inputs_in_mirrors needs bf16 compute and one micro-batch per step "
           "(engine.max_micro_batches_per_step: 1, i.e. no gradient accumulation)");
     }
-    const double extra_copy_s = 2.0 * static_cast<double>(layer) / 50e9;
+    const double rounding_s = static_cast<double>(layer) / 6e9;
     const double backward_s = 6.0 * static_cast<double>(layer) * static_cast<double>(t) / 700e12;
-    p.inputs_in_mirrors = in.direct_steps && (e.inputs_in_mirrors == 1 || (in.cuda && extra_copy_s < 0.25 * backward_s));
+    p.inputs_in_mirrors = in.direct_steps && (e.inputs_in_mirrors == 1 || (in.cuda && rounding_s < 0.5 * backward_s));
   }
-  const int64_t master_chunk = p.inputs_in_mirrors ? std::min(in.staging_elems, layer) * 4 : 0;
-  p.need.device = claimed + kept_inputs * per_input + master_chunk;
+  p.need.device = claimed + kept_inputs * per_input;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
   p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
+                  (p.inputs_in_mirrors ? 2 * std::min(in.staging_elems, layer) * es : 0) +
                   (offload ? (L - p.device_saved_layers) *
                                  (p.inputs_in_mirrors ? std::max<int64_t>(0, per_input - layer * es) : per_input)
                            : 0);

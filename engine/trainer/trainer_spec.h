@@ -51,8 +51,8 @@ struct EngineSpec {
   // With saved inputs offloaded and every step direct (bf16, max_micro_batches_per_step 1): an
   // offloaded layer's input goes into the layer's own bf16 mirror (free from the forward's load
   // until its gradient lands) instead of a pinned buffer of its own, and the layer's backward
-  // reload reads the fp32 master (2 B/param more H2D). 1 = on, 0 = off, -1 = when that copy
-  // hides under the layer's backward (micro-batches of ~19k tokens or more, on CUDA).
+  // reload rounds the fp32 master to bf16 on 4 CPU threads. 1 = on, 0 = off, -1 = when that
+  // rounding hides under the layer's backward (micro-batches of ~39k tokens or more, on CUDA).
   int inputs_in_mirrors = -1;
   // Units (forward order: embedding, layers, head) whose AdamW state lives and is updated on
   // the device; -1 = as many as the room left (free memory, or the budget) allows when every
