@@ -81,6 +81,10 @@ class Backend {
   virtual int64_t pinned_bytes() const = 0;
   virtual DeviceMemory Memory() = 0;
   virtual void ResetPeak() = 0;
+  // Caps what the device allocator may hold from the driver (cached blocks included) at
+  // `bytes` (0 = no cap): past it, it returns cached blocks and retries before failing. The
+  // trainer sets the job's engine.gpu_memory_budget. No-op on the CPU tier.
+  virtual void SetMemoryLimit(int64_t bytes) { (void)bytes; }
 };
 
 // Factories for the two implementations (Create picks one).

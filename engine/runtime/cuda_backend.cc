@@ -3,6 +3,7 @@
 // buffers from cudaHostAlloc (each kept well below driver limits by the planner).
 #ifdef SFD_WITH_CUDA
 
+#include <algorithm>
 #include <atomic>
 
 #include <ATen/cuda/CUDAEvent.h>
@@ -149,6 +150,12 @@ class CudaBackend final : public Backend {
     return m;
   }
   void ResetPeak() override { c10::cuda::CUDACachingAllocator::resetPeakStats(index_); }
+  void SetMemoryLimit(int64_t bytes) override {
+    size_t free = 0, total = 0;
+    SFD_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    const double fraction = bytes > 0 ? std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total)) : 1.0;
+    c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, index_);
+  }
 
  private:
   int index_;

@@ -294,6 +294,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.grad_rows = [stage](int u, std::shared_ptr<Event> e, const uint16_t* staged) {
     stage->MarkRows(u, std::move(e), staged);
   };
+  // The budget caps what the device allocator holds (cached blocks too), not only the plan.
+  m->backend->SetMemoryLimit(spec.engine.device_memory_budget);
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
