@@ -73,6 +73,7 @@ if [[ $stages == *" parity "* ]]; then
 fi
 if [[ $stages == *" bench "* ]]; then
   log bench
+  log "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs; $(nvidia-smi --query-gpu=name,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader 2>/dev/null | head -1)"
   make_shapes
   RUNS=${SFD_BENCH_RUNS:-"llama-3b:8:1024:8 llama-3b:8:1024:0"}
   for r in $RUNS; do
