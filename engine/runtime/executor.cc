@@ -303,6 +303,11 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     std::vector<LayerGraph> graphs(layout_.num_layers());
     std::vector<int64_t> act_shape;
     std::vector<std::pair<std::unique_ptr<Event>, std::unique_ptr<Event>>> act_waits;
+    struct LoadWait {
+      bool optimizer_late;  // the unit's update had not finished when the wait began
+      std::unique_ptr<Event> before, after;
+    };
+    std::vector<LoadWait> load_waits;
     auto prefetch = [&](int layer) {  // backward needs saved[layer]: bring it back
       // (not for a layer whose forward kept its graph: it sent no input out)
       if (layer < 0 || layer >= offloaded_layers || prefetched[layer] || graphs[layer].y.defined()) return;
@@ -341,14 +346,18 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
         chunk_rows = (mb.rows + chunks - 1) / chunks;
       }
       if (use.load >= 0) {
-        const double t0 = Now();
-        const bool optimizer_late = !options_.update_done(use.unit, version);
+        // Timed on the compute stream around the wait for the load's issue and for its copy:
+        // the gap is how long the device sat idle for it (none while work queued before the
+        // wait still ran, however long the host waited).
+        load_waits.push_back({!options_.update_done(use.unit, version), backend_->NewTimingEvent(),
+                              backend_->NewTimingEvent()});
+        load_waits.back().before->Record(StreamId::kCompute);
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return loads_issued_ > use.load || !failure_.ok(); });
         if (!failure_.ok()) return;
         lock.unlock();
-        (optimizer_late ? stats.stall_optimizer_seconds : stats.stall_weights_seconds) += Now() - t0;
         backend_->StreamWait(StreamId::kCompute, *load_events_[use.load]);
+        load_waits.back().after->Record(StreamId::kCompute);
       }
       const UnitRef ref = layout_.unit(use.unit);
       const bool fwd = use.phase == Phase::kForward;
@@ -555,6 +564,9 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     stats.ce_sum = ce_total.item<double>();  // synchronises the compute stream
     if (options_.memory_trace) spdlog::info("device memory (in use/peak/reserved peak GiB): {}", memory_marks);
     for (auto& w : act_waits) stats.stall_activations_seconds += w.second->SecondsSince(*w.first);
+    for (LoadWait& w : load_waits) {
+      (w.optimizer_late ? stats.stall_optimizer_seconds : stats.stall_weights_seconds) += w.after->SecondsSince(*w.before);
+    }
   });
   if (!run_status.ok()) Fail(run_status);
   {  // the stager reads `sched` until it has finished (or abandoned) the pass

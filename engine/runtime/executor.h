@@ -116,9 +116,12 @@ struct PassStats {
   int64_t d2h_bytes = 0;
   double forward_seconds = 0;
   double backward_seconds = 0;
+  // Device time the compute stream sat idle waiting for a weight load (its issue and its copy),
+  // measured with timing events around each wait; attributed to the optimizer when the unit's
+  // update had not finished as the wait began.
   double stall_weights_seconds = 0;
   double stall_optimizer_seconds = 0;
-  double stall_drain_seconds = 0;
+  double stall_drain_seconds = 0;  // host wait for a free gradient ring buffer (accumulate mode)
   // Device time the compute stream waited for saved layer inputs coming back from pinned host
   // memory (activation offload), measured with timing events around each wait.
   double stall_activations_seconds = 0;
