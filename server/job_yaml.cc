@@ -84,6 +84,7 @@ v1::JobSpec DefaultSpec() {
   e->set_lm_head_chunk_tokens(d.engine.lm_head_chunk_tokens);
   e->set_cpu_binding(d.engine.bind_to_device_node ? "auto" : "none");
   e->set_device_update_layers(d.engine.device_update_layers);
+  e->set_inputs_in_mirrors("auto");
   return s;
 }
 
@@ -171,6 +172,9 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
   // A spec made before the key existed prints it empty: that meant auto.
   if (e->cpu_binding().empty()) e->set_cpu_binding("auto");
   SFD_YAML_GET(m, GetInt, "device_update_layers", int32_t, e, device_update_layers);
+  SFD_YAML_GET(m, GetString, "inputs_in_mirrors", std::string, e, inputs_in_mirrors);
+  // A spec made before the key existed prints it empty: that meant auto.
+  if (e->inputs_in_mirrors().empty()) e->set_inputs_in_mirrors("auto");
   return m.RejectUnknownKeys();
 }
 
@@ -315,6 +319,16 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
       return Bad("engine.device_update_layers", "runs in steps that stream the update, which needs bf16 compute");
     }
   }
+  SFD_RETURN_IF_ERROR(OneOf("engine.inputs_in_mirrors", e.inputs_in_mirrors(), {"", "auto", "always", "never"}));
+  if (e.inputs_in_mirrors() == "always") {
+    if (s.training().gradient_accumulation_steps() > 1) {
+      return Bad("engine.inputs_in_mirrors",
+                 "always needs training.gradient_accumulation_steps: 1 (the mirror receives the step's gradient)");
+    }
+    if (e.compute_dtype() == "fp32" || e.compute_dtype() == "fp16") {
+      return Bad("engine.inputs_in_mirrors", "always needs bf16 compute (the mirrors are bf16)");
+    }
+  }
   if (e.has_nvme_fraction()) {
     if (!(e.nvme_fraction() >= 0 && e.nvme_fraction() <= 1)) {
       return Bad("engine.nvme_fraction", absl::StrCat("must be in [0, 1], got ", e.nvme_fraction()));
@@ -433,6 +447,7 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   y << YAML::Key << "lm_head_chunk_tokens" << YAML::Value << e.lm_head_chunk_tokens();
   y << YAML::Key << "cpu_binding" << YAML::Value << e.cpu_binding();
   y << YAML::Key << "device_update_layers" << YAML::Value << e.device_update_layers();
+  y << YAML::Key << "inputs_in_mirrors" << YAML::Value << (e.inputs_in_mirrors().empty() ? "auto" : e.inputs_in_mirrors());
   y << YAML::EndMap;
   y << YAML::EndMap;
   return std::string(y.c_str()) + "\n";

@@ -92,6 +92,10 @@ absl::StatusOr<JobSpec> ToEngineJobSpec(const v1::JobSpec& s) {
   else if (e.cpu_binding() == "none") j.engine.bind_to_device_node = false;
   else return Unknown("engine.cpu_binding", e.cpu_binding());
   j.engine.device_update_layers = e.device_update_layers();
+  if (e.inputs_in_mirrors() == "auto" || e.inputs_in_mirrors().empty()) j.engine.inputs_in_mirrors = -1;
+  else if (e.inputs_in_mirrors() == "always") j.engine.inputs_in_mirrors = 1;
+  else if (e.inputs_in_mirrors() == "never") j.engine.inputs_in_mirrors = 0;
+  else return Unknown("engine.inputs_in_mirrors", e.inputs_in_mirrors());
   return j;
 }
 

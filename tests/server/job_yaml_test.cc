@@ -111,6 +111,11 @@ TEST(JobYamlTest, RejectsBadInputNamingTheField) {
        "engine: {device_update_layers: 4}\n", "needs training.gradient_accumulation_steps: 1"},
       {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}, max_grad_norm: 0}\n"
        "engine: {device_update_layers: 4, compute_dtype: fp32}\n", "engine.device_update_layers: runs in steps that stream the update, which needs bf16 compute"},
+      {"model: m\ndata: {train: t}\nengine: {inputs_in_mirrors: yes}\n", "engine.inputs_in_mirrors"},
+      {"model: m\ndata: {train: t}\ntraining: {gradient_accumulation_steps: 2}\nengine: {inputs_in_mirrors: always}\n",
+       "engine.inputs_in_mirrors: always needs training.gradient_accumulation_steps: 1"},
+      {"model: m\ndata: {train: t}\nengine: {inputs_in_mirrors: always, compute_dtype: fp16}\n",
+       "engine.inputs_in_mirrors: always needs bf16 compute"},
       {"model: m\ndata: {train: t}\ndata2: 1\n", "data2"},
       {"data: {train: t}\n", "model: must be set"},
       {"model: m\n", "data.train: must be set"},

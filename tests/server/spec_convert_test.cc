@@ -100,6 +100,19 @@ TEST(SpecConvertTest, DeviceUpdateLayersReachTheEngineSpec) {
   EXPECT_EQ(plain->engine.device_update_layers, 0);
 }
 
+TEST(SpecConvertTest, InputsInMirrorsReachTheEngineSpec) {
+  for (const auto& [text, want] : std::vector<std::pair<std::string, int>>{{"always", 1}, {"never", 0}, {"auto", -1}}) {
+    auto spec = ParseJobYaml("model: /m\ndata: {train: /t}\nengine: {inputs_in_mirrors: " + text + "}\n");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    auto j = ToEngineJobSpec(*spec);
+    ASSERT_TRUE(j.ok()) << j.status();
+    EXPECT_EQ(j->engine.inputs_in_mirrors, want) << text;
+  }
+  auto plain = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\n"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->engine.inputs_in_mirrors, -1);
+}
+
 TEST(SpecConvertTest, UnknownEnumStringIsAnError) {
   v1::JobSpec spec;
   spec.mutable_data()->set_format("csv");
