@@ -84,7 +84,10 @@ class Backend {
   // Caps what the device allocator may hold from the driver (cached blocks included) at
   // `bytes` (0 = no cap): past it, it returns cached blocks and retries before failing. The
   // trainer sets the job's engine.gpu_memory_budget. No-op on the CPU tier.
-  virtual void SetMemoryLimit(int64_t bytes) { (void)bytes; }
+  virtual absl::Status SetMemoryLimit(int64_t bytes) {
+    (void)bytes;
+    return absl::OkStatus();
+  }
 };
 
 // Factories for the two implementations (Create picks one).

@@ -100,6 +100,10 @@ absl::Status Executor::Allocate() {
     s.grad_copied = backend_->NewEvent();
     slots_.push_back(std::move(s));
   }
+  // Inputs in mirrors need bf16 mirrors (direct passes); the planner only asks for it then.
+  if (options_.inputs_in_mirrors && dt != at::kBFloat16) {
+    return absl::InvalidArgumentError("inputs_in_mirrors needs bf16 compute");
+  }
   if (options_.inputs_in_mirrors) reload_pool_ = std::make_unique<ThreadPool>(kReloadThreads);
   for (int k = 0; options_.inputs_in_mirrors && k < 2; ++k) {
     SFD_ASSIGN_OR_RETURN(at::Tensor b, backend_->AllocPinned(std::min(options_.staging_elems, layer_numel), dt));
@@ -574,7 +578,12 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     cv_.wait(lock, [&] { return !stager_busy_; });
     schedule_ = nullptr;
   }
-  SFD_RETURN_IF_ERROR(failure());
+  if (!failure().ok()) {
+    // Copies already queued (into the mirrors too) finish before the caller repairs anything;
+    // a device fault may make that throw as well.
+    (void)compat::CatchTorch("synchronizing after a failed pass", [&] { backend_->Synchronize(); });
+    return failure();
+  }
   backend_->Synchronize();
   return stats;
 }

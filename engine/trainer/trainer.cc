@@ -159,6 +159,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
   pin.direct_steps = !pin.grad_accumulators;
+  if (spec.engine.staging_elems > 0) pin.staging_elems = spec.engine.staging_elems;
   pin.config = &config;
   pin.layout = layout.get();
   pin.compute_dtype_bytes = static_cast<int64_t>(c10::elementSize(dtype));
@@ -276,6 +277,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.offload_activations = !m->plan.activations_on_device;
   eo.device_saved_layers = m->plan.device_saved_layers;
   eo.inputs_in_mirrors = m->plan.inputs_in_mirrors;
+  if (spec.engine.staging_elems > 0) eo.staging_elems = spec.engine.staging_elems;
   eo.layer_chunk_tokens = m->plan.layer_chunk_tokens;
   eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.device_optimizer_units = m->plan.device_optimizer_units;
@@ -295,7 +297,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     stage->MarkRows(u, std::move(e), staged);
   };
   // The budget caps what the device allocator holds (cached blocks too), not only the plan.
-  m->backend->SetMemoryLimit(spec.engine.device_memory_budget);
+  SFD_RETURN_IF_ERROR(m->backend->SetMemoryLimit(spec.engine.device_memory_budget));
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
@@ -361,6 +363,9 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
                       "changed part of the model: load a checkpoint to continue (" +
                       std::string(pass_or.status().message()) + ")";
   }
+  // A failed direct pass may have left gradients (and, with inputs in mirrors, saved inputs)
+  // in the mirrors: restore the weights there.
+  if (!streamed && direct && !pass_or.ok()) m.RefreshMirrors();
   SFD_RETURN_IF_ERROR(pass_or.status());
   SFD_RETURN_IF_ERROR(m.CheckNvme());  // the previous update overlapped this pass
   const PassStats& pass = *pass_or;

@@ -84,6 +84,9 @@ struct EngineSpec {
   // RAM. Setting it without nvme_dir is an error.
   std::optional<double> nvme_fraction;
   int64_t lm_head_chunk_tokens = 4096;  // tokens per LM-head/cross-entropy chunk
+  // Elements per pinned staging chunk (embedding/head fp32 gradients, master reloads with
+  // inputs_in_mirrors); 0 = 16M. Small values exist for tests of the chunked paths.
+  int64_t staging_elems = 0;
   // Largest rows*seq of a micro-batch the run will feed (plans activation memory; a larger
   // batch is refused). 0 = 8192.
   int64_t max_tokens_per_micro_batch = 0;

@@ -3,6 +3,7 @@
 // logits, and bad input is a clear error, never a crash.
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "engine/common/remove_tree.h"
 #include "engine/io/model_config.h"
@@ -10,6 +11,7 @@
 #include "engine/runtime/backend.h"
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/engine/trainer/golden_fixture.h"
 
 namespace sfd {
@@ -95,50 +97,95 @@ TEST(TrainerTest, PartialOffloadEqualsDeviceActivations) {
 }
 
 // engine.inputs_in_mirrors: with every step direct (bf16, one micro-batch), offloaded inputs go
-// into the layers' bf16 mirrors and the backward reload of layer 0 (one slot: layer 1 is still
-// resident at the turn) rounds the fp32 master. The same bits and copies as pinned buffers of
-// their own, streamed and clipped, with less pinned memory.
+// into the layers' bf16 mirrors and the backward reloads of the layers not resident at the turn
+// (one slot: all but the last) round the fp32 master. The same bits and copies as pinned
+// buffers of their own, streamed and clipped. Two cases: the golden model (inputs smaller than
+// a layer, one reload of one chunk), and a five-layer random-init copy fed 4 x 160 tokens
+// (inputs of 41k elements: the mirror takes a layer's 34k, a pinned buffer the rest) with
+// 5000-element staging chunks (each reload ~7 chunks through the 2-buffer ring, the last partial).
+TokenBatch LongBatch(int64_t rows, int64_t seq, int vocab, int salt) {
+  TokenBatch b;
+  b.rows = rows;
+  b.seq = seq;
+  for (int64_t i = 0; i < rows * seq; ++i) {
+    const int32_t id = static_cast<int32_t>((i * 7 + salt * 13 + (i / seq) * 3) % vocab);
+    b.input_ids.push_back(id);
+    b.targets.push_back((i + 1) % seq == 0 ? kIgnoreLabel : static_cast<int32_t>((id * 5 + 1) % vocab));
+    b.position_ids.push_back(static_cast<int32_t>(i % seq));
+    b.segment_ids.push_back(0);
+  }
+  return b;
+}
+
 void ExpectInputsInMirrorsGiveTheSameBits(DeviceKind device) {
   auto f = testing::LoadGolden("llama31");
-  for (double clip : {0.0, 1.0}) {
-    SCOPED_TRACE(::testing::Message() << "max_grad_norm " << clip);
-    TrainerSpec own = testing::GoldenSpec(f, 1);
-    own.engine.device = device;
-    own.engine.compute_dtype = "bf16";
-    own.engine.activations = ActivationPlacement::kHost;
-    own.engine.device_saved_layers = 0;
-    own.engine.max_micro_batches_per_step = 1;
-    own.engine.inputs_in_mirrors = 0;
-    own.max_grad_norm = clip;
-    TrainerSpec mirrors = own;
-    mirrors.engine.inputs_in_mirrors = 1;
-    auto a = Make(mirrors);
-    auto b = Make(own);
-    ASSERT_TRUE(a && b);
-    EXPECT_TRUE(a->plan().inputs_in_mirrors);
-    EXPECT_FALSE(b->plan().inputs_in_mirrors);
-    EXPECT_NE(a->plan().summary.find("in the layers' bf16 mirrors"), std::string::npos) << a->plan().summary;
-    // Pinned memory: the reload ring (2 x bf16 [layer numel] at this size) against the part of
-    // each offloaded input that now lives in its layer's mirror (a pinned buffer keeps at least
-    // one element).
-    const int64_t n = ModelLayout(*LoadModelConfig(f.model_dir)).layout(1).numel();
-    for (int s = 0; s < f.steps; ++s) {
-      const TokenBatch& mb = f.batches[s][0];
-      const int64_t elems = mb.rows * mb.seq * a->model().hidden_size;
-      const int64_t moved = 2 * (elems - std::max<int64_t>(1, elems - n)) * 2;
-      auto sa = a->Step({f.batches[s][0]});
-      auto sb = b->Step({f.batches[s][0]});
-      ASSERT_TRUE(sa.ok() && sb.ok()) << sa.status() << sb.status();
-      EXPECT_EQ(sa->loss, sb->loss) << "step " << s;
-      EXPECT_EQ(sa->grad_norm, sb->grad_norm) << "step " << s;
-      EXPECT_EQ(sa->h2d_bytes, sb->h2d_bytes) << "step " << s;
-      EXPECT_EQ(sa->d2h_bytes, sb->d2h_bytes) << "step " << s;
-      EXPECT_EQ(sa->peak.pinned - sb->peak.pinned, 2 * n * 2 - moved) << "step " << s;
+  const std::string five = ::testing::TempDir() + "/trainer_test_five_layers";
+  std::filesystem::create_directories(five);
+  {
+    std::ifstream in(f.model_dir + "/config.json");
+    nlohmann::json c = nlohmann::json::parse(in);
+    c["num_hidden_layers"] = 5;
+    std::ofstream(five + "/config.json") << c.dump();
+  }
+  struct Case {
+    std::string model;
+    std::vector<TokenBatch> batches;
+    int64_t staging_elems;
+  };
+  std::vector<Case> cases(2);
+  cases[0].model = f.model_dir;
+  for (int s = 0; s < f.steps; ++s) cases[0].batches.push_back(f.batches[s][0]);
+  cases[0].staging_elems = 0;
+  cases[1].model = five;
+  for (int s = 0; s < 2; ++s) cases[1].batches.push_back(LongBatch(4, 160, 256, s));
+  cases[1].staging_elems = 5000;
+  for (const Case& c : cases) {
+    const ModelLayout layout(*LoadModelConfig(c.model));
+    const int64_t n = layout.layout(1).numel(), layers = layout.num_layers();
+    for (double clip : {0.0, 1.0}) {
+      SCOPED_TRACE(::testing::Message() << c.model << ", max_grad_norm " << clip);
+      TrainerSpec own = testing::GoldenSpec(f, 1);
+      own.model_dir = c.model;
+      own.random_init = c.model == five;
+      own.engine.device = device;
+      own.engine.compute_dtype = "bf16";
+      own.engine.activations = ActivationPlacement::kHost;
+      own.engine.device_saved_layers = 0;
+      own.engine.max_micro_batches_per_step = 1;
+      own.engine.max_tokens_per_micro_batch = 1024;
+      own.engine.staging_elems = c.staging_elems;
+      own.engine.inputs_in_mirrors = 0;
+      own.max_grad_norm = clip;
+      TrainerSpec mirrors = own;
+      mirrors.engine.inputs_in_mirrors = 1;
+      auto a = Make(mirrors);
+      auto b = Make(own);
+      ASSERT_TRUE(a && b);
+      EXPECT_TRUE(a->plan().inputs_in_mirrors);
+      EXPECT_FALSE(b->plan().inputs_in_mirrors);
+      EXPECT_NE(a->plan().summary.find("in the layers' bf16 mirrors"), std::string::npos) << a->plan().summary;
+      // Pinned memory: the reload ring (2 x bf16 [min(staging, layer numel)]) against the part
+      // of each offloaded input that now lives in its layer's mirror (a pinned buffer keeps at
+      // least one element).
+      const int64_t ring = 2 * std::min(c.staging_elems > 0 ? c.staging_elems : int64_t{1} << 24, n) * 2;
+      for (size_t s = 0; s < c.batches.size(); ++s) {
+        const TokenBatch& mb = c.batches[s];
+        const int64_t elems = mb.rows * mb.seq * a->model().hidden_size;
+        const int64_t moved = layers * (elems - std::max<int64_t>(1, elems - n)) * 2;
+        auto sa = a->Step({mb});
+        auto sb = b->Step({mb});
+        ASSERT_TRUE(sa.ok() && sb.ok()) << sa.status() << sb.status();
+        EXPECT_EQ(sa->loss, sb->loss) << "step " << s;
+        EXPECT_EQ(sa->grad_norm, sb->grad_norm) << "step " << s;
+        EXPECT_EQ(sa->h2d_bytes, sb->h2d_bytes) << "step " << s;
+        EXPECT_EQ(sa->d2h_bytes, sb->d2h_bytes) << "step " << s;
+        EXPECT_EQ(sa->peak.pinned - sb->peak.pinned, ring - moved) << "step " << s;
+      }
+      auto la = a->Logits(c.batches[0]);
+      auto lb = b->Logits(c.batches[0]);
+      ASSERT_TRUE(la.ok() && lb.ok());
+      EXPECT_EQ(testing::RelErr(*la, *lb), 0);
     }
-    auto la = a->Logits(f.batches[0][0]);
-    auto lb = b->Logits(f.batches[0][0]);
-    ASSERT_TRUE(la.ok() && lb.ok());
-    EXPECT_EQ(testing::RelErr(*la, *lb), 0);
   }
   // It needs every step direct: asked for with gradient accumulation possible, it is refused.
   TrainerSpec accum = testing::GoldenSpec(f, 1);
