@@ -365,7 +365,10 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   }
   // A failed direct pass may have left gradients (and, with inputs in mirrors, saved inputs)
   // in the mirrors: restore the weights there.
-  if (!streamed && direct && !pass_or.ok()) m.RefreshMirrors();
+  if (!streamed && direct && !pass_or.ok()) {
+    m.optimizer->WaitAll();  // the previous step's update may still write mirrors
+    m.RefreshMirrors();
+  }
   SFD_RETURN_IF_ERROR(pass_or.status());
   SFD_RETURN_IF_ERROR(m.CheckNvme());  // the previous update overlapped this pass
   const PassStats& pass = *pass_or;
