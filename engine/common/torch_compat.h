@@ -49,12 +49,19 @@ inline at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 // Runs `fn` and converts a c10::Error (libtorch's exception) into a Status: the engine
-// boundary never lets a torch exception escape.
+// boundary never lets a torch exception escape. Running out of device memory (past
+// engine.gpu_memory_budget, which caps the allocator, or the GPU's own size) is
+// RESOURCE_EXHAUSTED and says what to change.
 template <typename Fn>
 absl::Status CatchTorch(const char* what, Fn&& fn) {
   try {
     fn();
     return absl::OkStatus();
+  } catch (const c10::OutOfMemoryError& e) {
+    return absl::ResourceExhaustedError(
+        std::string(what) + ": " + e.what_without_backtrace() +
+        " (the device ran out: engine.gpu_memory_budget caps what a job holds on the GPU; lower "
+        "micro_batch_size or max_seq_len, or raise the budget)");
   } catch (const c10::Error& e) {
     return absl::InternalError(std::string(what) + ": " + e.what_without_backtrace());
   } catch (const std::exception& e) {

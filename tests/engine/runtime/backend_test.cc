@@ -1,7 +1,8 @@
 // Timing events of the Backend (what the executor's activation-stall metric is made of): on the
 // CPU tier they measure the host time between their records; on CUDA, two events recorded on
 // the compute stream around a wait for an H2D copy measure how long compute sat waiting for it
-// (at least the copy's duration), and around no wait next to nothing.
+// (at least the copy's duration), and around no wait next to nothing. Also the engine boundary's
+// mapping of torch errors (compat::CatchTorch).
 #include "engine/runtime/backend.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "engine/common/torch_compat.h"
 #include "gtest/gtest.h"
 
 namespace sfd {
@@ -67,6 +69,27 @@ TEST(BackendPciTest, CudaNamesADeviceSysfsKnowsCpuNamesNone) {
   ASSERT_FALSE(id.empty());
   std::transform(id.begin(), id.end(), id.begin(), [](unsigned char c) { return std::tolower(c); });
   EXPECT_TRUE(std::filesystem::exists("/sys/bus/pci/devices/" + id + "/numa_node")) << id;
+}
+
+}  // namespace
+}  // namespace sfd
+
+namespace sfd {
+namespace {
+
+// The engine boundary: a device out-of-memory error becomes RESOURCE_EXHAUSTED naming the
+// budget that caps the allocator; any other torch error stays INTERNAL with its message.
+TEST(CatchTorchTest, OutOfMemoryNamesTheBudget) {
+  const absl::Status oom = compat::CatchTorch("executing pass", [] {
+    throw c10::OutOfMemoryError({__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
+                                "CUDA out of memory. Tried to allocate 2.00 GiB");
+  });
+  EXPECT_EQ(oom.code(), absl::StatusCode::kResourceExhausted) << oom;
+  EXPECT_NE(oom.message().find("Tried to allocate 2.00 GiB"), std::string::npos) << oom;
+  EXPECT_NE(oom.message().find("engine.gpu_memory_budget"), std::string::npos) << oom;
+  const absl::Status other = compat::CatchTorch("executing pass", [] { TORCH_CHECK(false, "shape mismatch"); });
+  EXPECT_EQ(other.code(), absl::StatusCode::kInternal) << other;
+  EXPECT_NE(other.message().find("shape mismatch"), std::string::npos) << other;
 }
 
 }  // namespace
