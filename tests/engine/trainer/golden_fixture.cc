@@ -1,6 +1,7 @@
 #include "tests/engine/trainer/golden_fixture.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -64,6 +65,16 @@ GoldenFixture LoadGolden(const std::string& name) {
     }
   }
   return f;
+}
+
+std::string ConfigVariant(const GoldenFixture& f, const std::string& name, const nlohmann::json& changes) {
+  const std::string dir = ::testing::TempDir() + "/config_variant_" + name;
+  std::filesystem::create_directories(dir);
+  std::ifstream in(f.model_dir + "/config.json");
+  nlohmann::json c = nlohmann::json::parse(in);
+  c.merge_patch(changes);
+  std::ofstream(dir + "/config.json") << c.dump();
+  return dir;
 }
 
 TrainerSpec GoldenSpec(const GoldenFixture& f, int window_slots) {

@@ -24,6 +24,9 @@ struct GoldenFixture {
 GoldenFixture LoadGolden(const std::string& name);
 // TrainerSpec with the fixture's hyper-parameters, CPU, fp32.
 TrainerSpec GoldenSpec(const GoldenFixture& f, int window_slots);
+// A model directory `name` under the test temp dir holding only the fixture's config.json with
+// `changes` merged in (for random-init runs of other shapes); returns its path.
+std::string ConfigVariant(const GoldenFixture& f, const std::string& name, const nlohmann::json& changes);
 // Reads one fp32 tensor of a safetensors file.
 std::vector<float> ReadTensor(const std::string& file, const std::string& name);
 // ||a-b|| / ||b||

@@ -108,15 +108,7 @@ TEST(Trainer8bitTest, TracksFp32AdamW) {
 // (random init from a config) does not, and the embedding then goes in one piece at the end.
 TEST(Trainer8bitTest, StreamedUpdateEqualsLaunched) {
   auto f = testing::LoadGolden("llama31");
-  const std::string odd = FreshDir("hidden48");
-  fs::create_directories(odd);
-  {
-    std::ifstream in(f.model_dir + "/config.json");
-    nlohmann::json c = nlohmann::json::parse(in);
-    c["hidden_size"] = 48;
-    c["head_dim"] = 12;
-    std::ofstream(odd + "/config.json") << c.dump();
-  }
+  const std::string odd = testing::ConfigVariant(f, "hidden48", {{"hidden_size", 48}, {"head_dim", 12}});
   for (const std::string& model : {f.model_dir, odd}) {
     SCOPED_TRACE(model);
     TrainerSpec streamed = Spec8(f, 1);
@@ -299,14 +291,7 @@ TEST(Trainer8bitTest, CudaDeviceOptimizerGivesTheCpuBits) {
 // staging buffers, each state going up one device-updated layer ahead of its backward.
 void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   auto f = testing::LoadGolden("llama31");
-  const std::string five = FreshDir("five_layers");
-  fs::create_directories(five);
-  {
-    std::ifstream in(f.model_dir + "/config.json");
-    nlohmann::json c = nlohmann::json::parse(in);
-    c["num_hidden_layers"] = 5;
-    std::ofstream(five + "/config.json") << c.dump();
-  }
+  const std::string five = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
   const int k = 6;
   // Streamed steps (first micro-batch only), then one step of two micro-batches (not streamed),
   // then streamed again.

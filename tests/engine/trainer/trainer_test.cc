@@ -3,7 +3,6 @@
 // logits, and bad input is a clear error, never a crash.
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "engine/common/remove_tree.h"
 #include "engine/io/model_config.h"
@@ -11,7 +10,6 @@
 #include "engine/runtime/backend.h"
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "tests/engine/trainer/golden_fixture.h"
 
 namespace sfd {
@@ -119,14 +117,7 @@ TokenBatch LongBatch(int64_t rows, int64_t seq, int vocab, int salt) {
 
 void ExpectInputsInMirrorsGiveTheSameBits(DeviceKind device) {
   auto f = testing::LoadGolden("llama31");
-  const std::string five = ::testing::TempDir() + "/trainer_test_five_layers";
-  std::filesystem::create_directories(five);
-  {
-    std::ifstream in(f.model_dir + "/config.json");
-    nlohmann::json c = nlohmann::json::parse(in);
-    c["num_hidden_layers"] = 5;
-    std::ofstream(five + "/config.json") << c.dump();
-  }
+  const std::string five = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
   struct Case {
     std::string model;
     std::vector<TokenBatch> batches;
