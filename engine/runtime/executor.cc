@@ -161,47 +161,6 @@ absl::Status Executor::failure() {
 
 // ---------------------------------------------------------------- main thread
 
-absl::Status Executor::Validate(const TokenBatch& b) const {
-  const int64_t n = b.rows * b.seq;
-  if (b.rows <= 0 || b.seq <= 0 || static_cast<int64_t>(b.input_ids.size()) != n ||
-      static_cast<int64_t>(b.targets.size()) != n ||
-      static_cast<int64_t>(b.position_ids.size()) != n ||
-      static_cast<int64_t>(b.segment_ids.size()) != n) {
-    return absl::InvalidArgumentError("token batch: rows*seq=" + std::to_string(n) +
-                                      " but input_ids/targets/position_ids/segment_ids have " +
-                                      std::to_string(b.input_ids.size()) + "/" +
-                                      std::to_string(b.targets.size()) + "/" +
-                                      std::to_string(b.position_ids.size()) + "/" +
-                                      std::to_string(b.segment_ids.size()) + " entries");
-  }
-  if (options_.max_tokens_per_micro_batch > 0 && n > options_.max_tokens_per_micro_batch) {
-    return absl::ResourceExhaustedError(
-        "micro-batch of " + std::to_string(n) + " tokens exceeds the " +
-        std::to_string(options_.max_tokens_per_micro_batch) +
-        " tokens per micro-batch the memory plan was made for");
-  }
-  const int64_t vocab = config_.vocab_size;
-  for (int64_t i = 0; i < n; ++i) {
-    if (b.input_ids[i] < 0 || b.input_ids[i] >= vocab)
-      return absl::InvalidArgumentError("token batch: input id " + std::to_string(b.input_ids[i]) +
-                                        " at position " + std::to_string(i) +
-                                        " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-    if (b.targets[i] != kIgnoreLabel && (b.targets[i] < 0 || b.targets[i] >= vocab))
-      return absl::InvalidArgumentError("token batch: target " + std::to_string(b.targets[i]) +
-                                        " at position " + std::to_string(i) + " is outside the vocabulary");
-    if (b.position_ids[i] < 0 || b.position_ids[i] >= config_.max_position_embeddings * 64)
-      return absl::InvalidArgumentError("token batch: position id " + std::to_string(b.position_ids[i]) +
-                                        " out of range");
-  }
-  if (config_.sliding_window && b.seq > *config_.sliding_window) {
-    return absl::InvalidArgumentError("sequence length " + std::to_string(b.seq) +
-                                      " exceeds the model's sliding_window " +
-                                      std::to_string(*config_.sliding_window) +
-                                      ", which sfd does not implement; lower data.max_seq_len");
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Executor::MicroBatch> Executor::Upload(const TokenBatch& b) {
   MicroBatch mb;
   mb.rows = b.rows;
@@ -586,38 +545,6 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
   }
   backend_->Synchronize();
   return stats;
-}
-
-at::Tensor Executor::DeviceGrad(int unit, bool direct) const {
-  if (unit == ModelLayout::kEmbeddingUnit) return embed_grad_;
-  if (unit == layout_.head_unit()) return head_grad_;
-  return direct ? slots_[unit_slot_[unit]].grads : dev_opt_->accumulator(unit);
-}
-
-absl::Status Executor::DeviceUpdate(const AdamWStep& hp, bool direct) {
-  if (dev_opt_ == nullptr) return absl::OkStatus();
-  SFD_RETURN_IF_ERROR(failure());
-  std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
-  return compat::CatchTorch("device AdamW", [&] {
-    at::NoGradGuard no_grad;
-    for (int u = 0; u < dev_opt_->num_units(); ++u) {
-      const int slot = layout_.unit(u).kind == UnitKind::kDecoderLayer ? unit_slot_[u] : -1;
-      SFD_CHECK(layout_.unit(u).kind != UnitKind::kDecoderLayer || slot >= 0) << "unit " << u;
-      dev_opt_->Update(u, hp, DeviceGrad(u, direct), DeviceWeights(u, slot));
-      weights_current_[u] = true;
-    }
-  });
-}
-
-absl::Status Executor::UploadDeviceState() {
-  if (dev_opt_ == nullptr) return absl::OkStatus();
-  for (int u = 0; u < dev_opt_->num_units(); ++u) weights_current_[u] = false;  // reload weights
-  return dev_opt_->Upload(*host_);
-}
-
-absl::Status Executor::DownloadDeviceState() {
-  if (dev_opt_ == nullptr) return absl::OkStatus();
-  return dev_opt_->Download(host_);
 }
 
 absl::StatusOr<PassStats> Executor::Train(const std::vector<TokenBatch>& batches, double grad_scale,

@@ -10,8 +10,9 @@
 //    (the 8-bit update runs on the D2H stream over the slot's gradient), followed by its state
 //    (SlidingDeviceUpdate); the slot's grad_copied then covers the kernel and both copies.
 // Compute never waits on the host except for loads not yet issued.
-// Definitions: executor.cc (the compute side: Run and the device optimizer), and
-// executor_transfers.cc (stager and drain threads, gradient/activation copies).
+// Definitions: executor.cc (the compute side: Run), executor_transfers.cc (stager and drain
+// threads, gradient/activation copies) and executor_device_update.cc (device-optimizer units,
+// device-updated sliding layers).
 //
 // Device buffers (tier: device, compute dtype unless noted):
 //   slot k: weights [layer numel], grads [layer numel]           (k < num_slots)

@@ -1,8 +1,10 @@
-// Executor, the threads and copies around the compute stream: the stager thread (H2D weight
-// loads), the drain thread (accumulate-mode gradient ring -> fp32 host grads), gradient D2H
-// (direct mode into the bf16 mirrors, streamed mode announced to the optimizer, including the
-// embedding's two-part transfer) and activation offload/prefetch. The compute side (Run) is in
-// executor.cc; the class is declared in executor.h.
+// Executor, the threads and copies around the compute stream: batch validation, the stager
+// thread (H2D weight loads), the drain thread (accumulate-mode gradient ring -> fp32 host
+// grads), gradient D2H (direct mode into the bf16 mirrors, streamed mode announced to the
+// optimizer, including the embedding's two-part transfer), activation offload/prefetch (into the layers' mirrors with
+// inputs_in_mirrors) and the master reloads that go with it. The compute side (Run) is in
+// executor.cc, the device-side optimizer work in executor_device_update.cc; the class is
+// declared in executor.h.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -19,6 +21,49 @@ double Now() {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- batches
+
+absl::Status Executor::Validate(const TokenBatch& b) const {
+  const int64_t n = b.rows * b.seq;
+  if (b.rows <= 0 || b.seq <= 0 || static_cast<int64_t>(b.input_ids.size()) != n ||
+      static_cast<int64_t>(b.targets.size()) != n ||
+      static_cast<int64_t>(b.position_ids.size()) != n ||
+      static_cast<int64_t>(b.segment_ids.size()) != n) {
+    return absl::InvalidArgumentError("token batch: rows*seq=" + std::to_string(n) +
+                                      " but input_ids/targets/position_ids/segment_ids have " +
+                                      std::to_string(b.input_ids.size()) + "/" +
+                                      std::to_string(b.targets.size()) + "/" +
+                                      std::to_string(b.position_ids.size()) + "/" +
+                                      std::to_string(b.segment_ids.size()) + " entries");
+  }
+  if (options_.max_tokens_per_micro_batch > 0 && n > options_.max_tokens_per_micro_batch) {
+    return absl::ResourceExhaustedError(
+        "micro-batch of " + std::to_string(n) + " tokens exceeds the " +
+        std::to_string(options_.max_tokens_per_micro_batch) +
+        " tokens per micro-batch the memory plan was made for");
+  }
+  const int64_t vocab = config_.vocab_size;
+  for (int64_t i = 0; i < n; ++i) {
+    if (b.input_ids[i] < 0 || b.input_ids[i] >= vocab)
+      return absl::InvalidArgumentError("token batch: input id " + std::to_string(b.input_ids[i]) +
+                                        " at position " + std::to_string(i) +
+                                        " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    if (b.targets[i] != kIgnoreLabel && (b.targets[i] < 0 || b.targets[i] >= vocab))
+      return absl::InvalidArgumentError("token batch: target " + std::to_string(b.targets[i]) +
+                                        " at position " + std::to_string(i) + " is outside the vocabulary");
+    if (b.position_ids[i] < 0 || b.position_ids[i] >= config_.max_position_embeddings * 64)
+      return absl::InvalidArgumentError("token batch: position id " + std::to_string(b.position_ids[i]) +
+                                        " out of range");
+  }
+  if (config_.sliding_window && b.seq > *config_.sliding_window) {
+    return absl::InvalidArgumentError("sequence length " + std::to_string(b.seq) +
+                                      " exceeds the model's sliding_window " +
+                                      std::to_string(*config_.sliding_window) +
+                                      ", which sfd does not implement; lower data.max_seq_len");
+  }
+  return absl::OkStatus();
+}
 
 // ---------------------------------------------------------------- stager thread
 
@@ -240,75 +285,6 @@ void Executor::DirectGradD2H(int unit, int slot, PassStats* stats) {
   s.grad_copied->Record(StreamId::kD2H);
   stats->d2h_bytes += s.grads.nbytes();
   if (stream_update_) AnnounceGrad(unit);
-}
-
-void Executor::StateH2D(int unit, PassStats* stats) {
-  StateStage& b = state_stages_[state_next_];
-  state_next_ = (state_next_ + 1) % static_cast<int>(state_stages_.size());
-  SFD_CHECK(b.unit < 0) << "state staging buffer of unit " << b.unit << " reused before its update";
-  const HostUnit& h = (*host_)[unit];
-  const int64_t n = h.numel(), blocks = Q8Blocks(n);
-  // On a stream of its own: waiting for the previous occupant's return holds up no weight load.
-  if (b.used) backend_->StreamWait(StreamId::kStateH2D, *b.returned);  // its last occupant went home
-  backend_->Copy(b.master.narrow(0, 0, n), h.master, StreamId::kStateH2D);
-  backend_->Copy(b.m.narrow(0, 0, n), h.m, StreamId::kStateH2D);
-  backend_->Copy(b.v.narrow(0, 0, n), h.v, StreamId::kStateH2D);
-  backend_->Copy(b.m_scale.narrow(0, 0, blocks), h.m_scale, StreamId::kStateH2D);
-  backend_->Copy(b.v_scale.narrow(0, 0, blocks), h.v_scale, StreamId::kStateH2D);
-  b.loaded->Record(StreamId::kStateH2D);
-  b.used = true;
-  b.unit = unit;
-  stats->h2d_bytes += Q8StateBytes(n);
-}
-
-int Executor::NextDeviceUpdatedLayer(int layer) const {
-  for (int i = layer - 1; i >= 0; --i) {
-    if (DeviceUpdated(layout_.layer_unit(i))) return i;
-  }
-  return -1;
-}
-
-bool Executor::StateStaged(int unit) const {
-  for (const StateStage& b : state_stages_) {
-    if (b.unit == unit) return true;
-  }
-  return false;
-}
-
-void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
-  Slot& s = slots_[slot];
-  StateStage* b = nullptr;
-  for (StateStage& x : state_stages_) {
-    if (x.unit == unit) b = &x;
-  }
-  SFD_CHECK(b != nullptr) << "unit " << unit << " has no staged state";
-  const HostUnit& h = (*host_)[unit];
-  const int64_t n = h.numel(), blocks = Q8Blocks(n);
-  // The norm reads the gradient before the update overwrites it with the new weights.
-  grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
-  std::unique_ptr<Event> ready = backend_->NewEvent();
-  ready->Record(StreamId::kCompute);
-  backend_->StreamWait(StreamId::kD2H, *ready);
-  backend_->StreamWait(StreamId::kD2H, *b->loaded);
-  {
-    std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kD2H);
-    DeviceAdamW8bitStep(stream_hp_, unit, b->master.narrow(0, 0, n), b->m.narrow(0, 0, n),
-                        b->m_scale.narrow(0, 0, blocks), b->v.narrow(0, 0, n),
-                        b->v_scale.narrow(0, 0, blocks), s.grads, s.grads);
-  }
-  backend_->Copy(h.mirror, s.grads, StreamId::kD2H);  // the new bf16 weights
-  s.grad_copied->Record(StreamId::kD2H);
-  backend_->Copy(h.master, b->master.narrow(0, 0, n), StreamId::kD2H);
-  backend_->Copy(h.m, b->m.narrow(0, 0, n), StreamId::kD2H);
-  backend_->Copy(h.v, b->v.narrow(0, 0, n), StreamId::kD2H);
-  backend_->Copy(h.m_scale, b->m_scale.narrow(0, 0, blocks), StreamId::kD2H);
-  backend_->Copy(h.v_scale, b->v_scale.narrow(0, 0, blocks), StreamId::kD2H);
-  b->returned->Record(StreamId::kD2H);
-  b->unit = -1;
-  stats->d2h_bytes += s.grads.nbytes() + Q8StateBytes(n);
-  std::shared_ptr<Event> landed(backend_->NewEvent().release());
-  landed->Record(StreamId::kD2H);
-  options_.grad_updated(unit, std::move(landed));
 }
 
 void Executor::CastD2H(const at::Tensor& src, const at::Tensor& dst) {

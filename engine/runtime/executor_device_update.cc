@@ -1,0 +1,120 @@
+// Executor, the optimizer work it does on the device: units whose AdamW state lives there
+// (DeviceOptimizer: DeviceUpdate after a pass, state upload/download around checkpoints) and
+// sliding layers updated there in streamed passes (engine.device_update_layers: their state
+// goes H2D on its own stream one such layer ahead of its backward, the 8-bit kernel runs on
+// the D2H stream over the slot's gradient, and weights and state return D2H). The class is
+// declared in executor.h; the compute side is executor.cc, the copies executor_transfers.cc.
+#include <memory>
+
+#include <ATen/core/grad_mode.h>
+
+#include "engine/common/status.h"
+#include "engine/common/torch_compat.h"
+#include "engine/runtime/executor.h"
+
+namespace sfd {
+
+at::Tensor Executor::DeviceGrad(int unit, bool direct) const {
+  if (unit == ModelLayout::kEmbeddingUnit) return embed_grad_;
+  if (unit == layout_.head_unit()) return head_grad_;
+  return direct ? slots_[unit_slot_[unit]].grads : dev_opt_->accumulator(unit);
+}
+
+absl::Status Executor::DeviceUpdate(const AdamWStep& hp, bool direct) {
+  if (dev_opt_ == nullptr) return absl::OkStatus();
+  SFD_RETURN_IF_ERROR(failure());
+  std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kCompute);
+  return compat::CatchTorch("device AdamW", [&] {
+    at::NoGradGuard no_grad;
+    for (int u = 0; u < dev_opt_->num_units(); ++u) {
+      const int slot = layout_.unit(u).kind == UnitKind::kDecoderLayer ? unit_slot_[u] : -1;
+      SFD_CHECK(layout_.unit(u).kind != UnitKind::kDecoderLayer || slot >= 0) << "unit " << u;
+      dev_opt_->Update(u, hp, DeviceGrad(u, direct), DeviceWeights(u, slot));
+      weights_current_[u] = true;
+    }
+  });
+}
+
+absl::Status Executor::UploadDeviceState() {
+  if (dev_opt_ == nullptr) return absl::OkStatus();
+  for (int u = 0; u < dev_opt_->num_units(); ++u) weights_current_[u] = false;  // reload weights
+  return dev_opt_->Upload(*host_);
+}
+
+absl::Status Executor::DownloadDeviceState() {
+  if (dev_opt_ == nullptr) return absl::OkStatus();
+  return dev_opt_->Download(host_);
+}
+
+// ---------------------------------------------------------------- sliding layers
+
+void Executor::StateH2D(int unit, PassStats* stats) {
+  StateStage& b = state_stages_[state_next_];
+  state_next_ = (state_next_ + 1) % static_cast<int>(state_stages_.size());
+  SFD_CHECK(b.unit < 0) << "state staging buffer of unit " << b.unit << " reused before its update";
+  const HostUnit& h = (*host_)[unit];
+  const int64_t n = h.numel(), blocks = Q8Blocks(n);
+  // On a stream of its own: waiting for the previous occupant's return holds up no weight load.
+  if (b.used) backend_->StreamWait(StreamId::kStateH2D, *b.returned);  // its last occupant went home
+  backend_->Copy(b.master.narrow(0, 0, n), h.master, StreamId::kStateH2D);
+  backend_->Copy(b.m.narrow(0, 0, n), h.m, StreamId::kStateH2D);
+  backend_->Copy(b.v.narrow(0, 0, n), h.v, StreamId::kStateH2D);
+  backend_->Copy(b.m_scale.narrow(0, 0, blocks), h.m_scale, StreamId::kStateH2D);
+  backend_->Copy(b.v_scale.narrow(0, 0, blocks), h.v_scale, StreamId::kStateH2D);
+  b.loaded->Record(StreamId::kStateH2D);
+  b.used = true;
+  b.unit = unit;
+  stats->h2d_bytes += Q8StateBytes(n);
+}
+
+int Executor::NextDeviceUpdatedLayer(int layer) const {
+  for (int i = layer - 1; i >= 0; --i) {
+    if (DeviceUpdated(layout_.layer_unit(i))) return i;
+  }
+  return -1;
+}
+
+bool Executor::StateStaged(int unit) const {
+  for (const StateStage& b : state_stages_) {
+    if (b.unit == unit) return true;
+  }
+  return false;
+}
+
+void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
+  Slot& s = slots_[slot];
+  StateStage* b = nullptr;
+  for (StateStage& x : state_stages_) {
+    if (x.unit == unit) b = &x;
+  }
+  SFD_CHECK(b != nullptr) << "unit " << unit << " has no staged state";
+  const HostUnit& h = (*host_)[unit];
+  const int64_t n = h.numel(), blocks = Q8Blocks(n);
+  // The norm reads the gradient before the update overwrites it with the new weights.
+  grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
+  std::unique_ptr<Event> ready = backend_->NewEvent();
+  ready->Record(StreamId::kCompute);
+  backend_->StreamWait(StreamId::kD2H, *ready);
+  backend_->StreamWait(StreamId::kD2H, *b->loaded);
+  {
+    std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kD2H);
+    DeviceAdamW8bitStep(stream_hp_, unit, b->master.narrow(0, 0, n), b->m.narrow(0, 0, n),
+                        b->m_scale.narrow(0, 0, blocks), b->v.narrow(0, 0, n),
+                        b->v_scale.narrow(0, 0, blocks), s.grads, s.grads);
+  }
+  backend_->Copy(h.mirror, s.grads, StreamId::kD2H);  // the new bf16 weights
+  s.grad_copied->Record(StreamId::kD2H);
+  backend_->Copy(h.master, b->master.narrow(0, 0, n), StreamId::kD2H);
+  backend_->Copy(h.m, b->m.narrow(0, 0, n), StreamId::kD2H);
+  backend_->Copy(h.v, b->v.narrow(0, 0, n), StreamId::kD2H);
+  backend_->Copy(h.m_scale, b->m_scale.narrow(0, 0, blocks), StreamId::kD2H);
+  backend_->Copy(h.v_scale, b->v_scale.narrow(0, 0, blocks), StreamId::kD2H);
+  b->returned->Record(StreamId::kD2H);
+  b->unit = -1;
+  stats->d2h_bytes += s.grads.nbytes() + Q8StateBytes(n);
+  std::shared_ptr<Event> landed(backend_->NewEvent().release());
+  landed->Record(StreamId::kD2H);
+  options_.grad_updated(unit, std::move(landed));
+}
+
+}  // namespace sfd
