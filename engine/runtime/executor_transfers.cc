@@ -1,10 +1,10 @@
 // Executor, the threads and copies around the compute stream: batch validation, the stager
 // thread (H2D weight loads), the drain thread (accumulate-mode gradient ring -> fp32 host
 // grads), gradient D2H (direct mode into the bf16 mirrors, streamed mode announced to the
-// optimizer, including the embedding's two-part transfer), activation offload/prefetch (into the layers' mirrors with
-// inputs_in_mirrors) and the master reloads that go with it. The compute side (Run) is in
-// executor.cc, the device-side optimizer work in executor_device_update.cc; the class is
-// declared in executor.h.
+// optimizer, including the embedding's two-part transfer), activation offload/prefetch (into
+// the layers' mirrors with inputs_in_mirrors) and the master reloads that go with it. The
+// compute side (Run) is in executor.cc, the device-side optimizer work in
+// executor_device_update.cc; the class is declared in executor.h.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
