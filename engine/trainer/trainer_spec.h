@@ -128,7 +128,9 @@ struct StepStats {
   double forward_seconds = 0;
   double backward_seconds = 0;
   double optimizer_seconds = 0;  // CPU AdamW wall time (may overlap compute)
-  // Time the compute stream waited, by cause.
+  // Time the compute stream waited, by cause (device time, from timing events around each
+  // wait). stall_optimizer also counts the host's wait for a free gradient ring buffer in
+  // steps that accumulate (host time).
   double stall_weights_seconds = 0;
   double stall_optimizer_seconds = 0;
   double stall_activations_seconds = 0;
