@@ -5,7 +5,7 @@
 // a GPU-bound one (8B, 64k tokens) the kept graphs; explicit settings win; a budget too small
 // for one slot is refused with the numbers; offloaded saved inputs keep as many of the last
 // layers' inputs on the device as the room allows; 8-bit moments take half the device bytes per
-// unit of optimizer state.
+// unit of optimizer state; large direct micro-batches keep offloaded inputs in the mirrors.
 #include "engine/runtime/memory_planner.h"
 
 #include <string>
@@ -49,6 +49,7 @@ absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_g
   in.engine = &e;
   in.moments_8bit = moments_8bit;
   in.grad_accumulators = grad_accumulators;
+  in.direct_steps = !grad_accumulators;
   return PlanMemory(in);
 }
 
@@ -233,6 +234,38 @@ TEST(MemoryPlannerTest, OffloadedInputsKeepTheLastLayersOnTheDeviceWithinTheRoom
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_TRUE(all->activations_on_device);
   EXPECT_EQ(all->device_saved_layers, 0);
+}
+
+// Offloaded inputs go into the layers' mirrors automatically when every step is direct and the
+// micro-batch is large enough for the master's rounding to hide under a layer's backward (8B
+// at 64k tokens, not 3B at 8k); then the pinned buffers keep only what exceeds a layer's mirror
+// (and a 2-buffer ring). Never with gradient accumulation; "off" wins.
+TEST(MemoryPlannerTest, InputsGoIntoTheMirrorsForLargeDirectMicroBatches) {
+  EngineSpec host;
+  host.activations = ActivationPlacement::kHost;
+  host.device_saved_layers = 0;
+  const Shape b8 = Llama8B(), b3 = Llama3B();
+  auto big = Plan(b8, 65536, 17, host, /*moments_8bit=*/true, /*grad_accumulators=*/false);
+  auto own = Plan(b8, 65536, 17, [&] { EngineSpec e = host; e.inputs_in_mirrors = 0; return e; }(), true, false);
+  auto accum = Plan(b8, 65536, 17, host, true, /*grad_accumulators=*/true);
+  auto small = Plan(b3, 8192, 8, host, true, false);
+  ASSERT_TRUE(big.ok() && own.ok() && accum.ok() && small.ok());
+  EXPECT_TRUE(big->inputs_in_mirrors);
+  EXPECT_FALSE(own->inputs_in_mirrors);
+  EXPECT_FALSE(accum->inputs_in_mirrors);
+  EXPECT_FALSE(small->inputs_in_mirrors);
+  EXPECT_TRUE(absl::StrContains(big->summary, "in the layers' bf16 mirrors")) << big->summary;
+  // 32 inputs of 64k x 4096 bf16 (512 MiB) against 32 mirrors of one layer each, plus the ring.
+  const int64_t layer = b8.layout.layout(b8.layout.layer_unit(0)).numel();
+  const int64_t input = int64_t{65536} * 4096 * 2;
+  EXPECT_EQ(own->need.pinned - big->need.pinned, 32 * layer * 2 - 2 * (int64_t{1} << 24) * 2);
+  EXPECT_GT(input, layer * 2);
+  // Asked for without direct steps: refused naming the key.
+  EngineSpec always = host;
+  always.inputs_in_mirrors = 1;
+  auto refused = Plan(b8, 65536, 17, always, true, /*grad_accumulators=*/true);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "engine.inputs_in_mirrors")) << refused.status();
 }
 
 TEST(MemoryPlannerTest, BudgetBelowOneSlotIsRefusedWithTheNumbers) {
