@@ -264,7 +264,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // the fp32 master to bf16 on 4 CPU threads (~6 Gparam/s) into a pinned ring; automatic when
   // that takes under half the layer's backward GEMMs (6 * n * t at ~700 TFLOP/s): micro-batches
   // of ~39k tokens up.
-  if (e.inputs_in_mirrors == 1 && !in.direct_steps) {
+  const bool direct_steps = !in.grad_accumulators;
+  if (e.inputs_in_mirrors == 1 && !direct_steps) {
     return absl::InvalidArgumentError(
         "engine.inputs_in_mirrors needs bf16 compute and one micro-batch per step "
         "(engine.max_micro_batches_per_step: 1, i.e. no gradient accumulation)");
@@ -272,7 +273,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   if (offload && p.device_saved_layers < L && e.inputs_in_mirrors != 0) {
     const double rounding_s = static_cast<double>(layer) / 6e9;
     const double backward_s = 6.0 * static_cast<double>(layer) * static_cast<double>(t) / 700e12;
-    p.inputs_in_mirrors = in.direct_steps && (e.inputs_in_mirrors == 1 || (in.cuda && rounding_s < 0.5 * backward_s));
+    p.inputs_in_mirrors = direct_steps && (e.inputs_in_mirrors == 1 || (in.cuda && rounding_s < 0.5 * backward_s));
   }
   p.need.device = claimed + kept_inputs * per_input;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));

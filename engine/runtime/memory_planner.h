@@ -29,9 +29,8 @@ struct PlannerInputs {
   const EngineSpec* engine = nullptr;
   // Device-optimizer decoder layers need an fp32 gradient accumulator (4 B/param: steps with
   // several micro-batches, or compute other than bf16); the embedding's and head's are fixed.
+  // False means every step is direct (bf16, one micro-batch: gradients land in the mirrors).
   bool grad_accumulators = true;
-  // Every step is direct (bf16 compute, one micro-batch): gradients land in the bf16 mirrors.
-  bool direct_steps = false;
   bool moments_8bit = false;  // optimizer adamw_8bit: moments 2 bytes/param (+ scales), host and device
   int64_t staging_elems = int64_t{1} << 24;
 };

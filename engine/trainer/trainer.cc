@@ -158,7 +158,6 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   PlannerInputs pin;
   pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
-  pin.direct_steps = !pin.grad_accumulators;
   if (spec.engine.staging_elems > 0) pin.staging_elems = spec.engine.staging_elems;
   pin.config = &config;
   pin.layout = layout.get();
