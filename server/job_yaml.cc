@@ -171,7 +171,18 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
   SFD_YAML_GET(m, GetString, "cpu_binding", std::string, e, cpu_binding);
   // A spec made before the key existed prints it empty: that meant auto.
   if (e->cpu_binding().empty()) e->set_cpu_binding("auto");
-  SFD_YAML_GET(m, GetInt, "device_update_layers", int32_t, e, device_update_layers);
+  if (m.Has("device_update_layers")) {  // auto (-1 in the proto) or a count
+    std::string v;
+    SFD_RETURN_IF_ERROR(m.GetString("device_update_layers", &v));
+    int32_t n = 0;
+    if (v == "auto") {
+      e->set_device_update_layers(-1);
+    } else if (absl::SimpleAtoi(v, &n) && n >= 0) {
+      e->set_device_update_layers(n);
+    } else {
+      return m.Error("device_update_layers", "must be auto or a layer count >= 0, got '" + v + "'");
+    }
+  }
   SFD_YAML_GET(m, GetString, "inputs_in_mirrors", std::string, e, inputs_in_mirrors);
   // A spec made before the key existed prints it empty: that meant auto.
   if (e->inputs_in_mirrors().empty()) e->set_inputs_in_mirrors("auto");
@@ -302,7 +313,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   SFD_RETURN_IF_ERROR(OneOf("engine.cpu_binding", e.cpu_binding(), {"auto", "none"}));
   if (e.cpu_threads() < 0 || e.cpu_threads() > 4096) return Bad("engine.cpu_threads", "must be in [0, 4096]");
   if (e.lm_head_chunk_tokens() < 1) return Bad("engine.lm_head_chunk_tokens", "must be >= 1");
-  if (e.device_update_layers() < 0) return Bad("engine.device_update_layers", "must be >= 0");
+  if (e.device_update_layers() < -1) return Bad("engine.device_update_layers", "must be auto or >= 0");
   if (e.device_update_layers() > 0) {
     if (s.training().optimizer().name() != "adamw_8bit") {
       return Bad("engine.device_update_layers", "needs training.optimizer.name: adamw_8bit (it streams the 8-bit state)");
@@ -446,7 +457,12 @@ std::string JobSpecToYaml(const v1::JobSpec& s) {
   if (e.has_nvme_fraction()) y << YAML::Key << "nvme_fraction" << YAML::Value << Num(e.nvme_fraction());
   y << YAML::Key << "lm_head_chunk_tokens" << YAML::Value << e.lm_head_chunk_tokens();
   y << YAML::Key << "cpu_binding" << YAML::Value << e.cpu_binding();
-  y << YAML::Key << "device_update_layers" << YAML::Value << e.device_update_layers();
+  y << YAML::Key << "device_update_layers" << YAML::Value;
+  if (e.device_update_layers() < 0) {
+    y << "auto";
+  } else {
+    y << e.device_update_layers();
+  }
   y << YAML::Key << "inputs_in_mirrors" << YAML::Value << (e.inputs_in_mirrors().empty() ? "auto" : e.inputs_in_mirrors());
   y << YAML::EndMap;
   y << YAML::EndMap;

@@ -6,12 +6,17 @@
 //             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--cpu-threads N] [--slots K] [--budget-gib X] [--timing-warmup N]
-//             [--activations auto|device|host] [--device-saved-layers N] [--inputs-in-mirrors -1|0|1] [--device-update-layers N] [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--activations auto|device|host] [--device-saved-layers N] [--inputs-in-mirrors -1|0|1] [--device-update-layers auto|N] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--optimizer adamw|adamw_8bit]   adamw_8bit: 8-bit moments (optim/adamw_8bit.h)
 //             [--cpu-binding auto|none]   none: engine threads and host arenas not bound to the
 //                                         GPU's NUMA node (runtime/cpu_placement.h)
 //             [--trace FILE --trace-step N]   (sfd_bench_trace only: Kineto trace of step N)
+//             [--device-update-sweep C1,C2,... [--sweep-steps K]]   after the timing warm-up, K
+//                                   steps (default 4) with each count of device-updated layers
+//                                   in one process (needs --device-update-layers >= max C):
+//                                   SWEEP lines with the median of each count's last K-1 steps;
+//                                   RESULT is the best count's
 //             [--stream-passes N]   after training: N forward-only passes of the first batch,
 //                                   printing STREAM with the weight bytes streamed H2D per second
 // --batches: safetensors with int64 input_ids and labels [steps, accum, rows, seq] (HF
@@ -157,7 +162,18 @@ int Run(const Args& a) {
                                               : ActivationPlacement::kAuto;
   spec.engine.device_saved_layers = std::stoi(a.Get("device-saved-layers", "-1"));
   spec.engine.inputs_in_mirrors = std::stoi(a.Get("inputs-in-mirrors", "-1"));
-  spec.engine.device_update_layers = std::stoi(a.Get("device-update-layers", "0"));
+  const std::string dul = a.Get("device-update-layers", "0");
+  spec.engine.device_update_layers = dul == "auto" ? -1 : std::stoi(dul);
+  std::vector<int> sweep;  // --device-update-sweep counts
+  const int sweep_steps = std::stoi(a.Get("sweep-steps", "4"));
+  if (a.Has("device-update-sweep")) {
+    std::string list = a.Get("device-update-sweep");
+    for (size_t at = 0; at < list.size();) {
+      const size_t comma = std::min(list.find(',', at), list.size());
+      sweep.push_back(std::stoi(list.substr(at, comma - at)));
+      at = comma + 1;
+    }
+  }
   spec.engine.nvme_dir = a.Get("nvme-dir", "");
   if (a.Has("nvme-fraction")) spec.engine.nvme_fraction = std::stod(a.Get("nvme-fraction"));
   if (!a.Has("batches")) {
@@ -175,6 +191,9 @@ int Run(const Args& a) {
   }
   spec.schedule.total_steps = a.Has("batches") ? static_cast<int64_t>(batches.size())
                                                : std::stoll(a.Get("steps", "8"));
+  if (!sweep.empty() && !a.Has("batches")) {  // warm-up, then sweep_steps per count
+    spec.schedule.total_steps = std::stoi(a.Get("timing-warmup", "2")) + sweep_steps * static_cast<int64_t>(sweep.size());
+  }
   spec.engine.max_micro_batches_per_step =
       a.Has("batches") ? (batches.empty() ? 1 : static_cast<int>(batches[0].size()))
                        : std::stoi(a.Get("accum", "1"));
@@ -195,12 +214,22 @@ int Run(const Args& a) {
   StepStats last;
   double peak_dev = 0, peak_rss = 0, peak_reserved = 0;
   std::printf("STEP,step,loss,grad_norm,lr,step_s,tokens_s,tflops,peak_dev_gib,rss_gib,h2d_gb,d2h_gb,"
-              "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s,nvme_gb,stall_act_s,reserved_gib\n");
+              "stall_weights_s,stall_opt_s,optimizer_s,fwd_s,bwd_s,nvme_gb,stall_act_s,reserved_gib,"
+              "device_updated_layers,tuning,optimizer_busy_s\n");
+  std::map<int, std::vector<double>> sweep_times;  // count -> step seconds after its first step
   const int trace_step = a.Has("trace") ? std::stoi(a.Get("trace-step", "4")) : -1;
   for (size_t i = 0; i < batches.size(); ++i) {
 #if SFD_BENCH_TRACE
     bool tracing = static_cast<int>(i) + 1 == trace_step && StartTrace();
 #endif
+    const int seg = static_cast<int>(i) - warm;
+    if (!sweep.empty() && seg >= 0 && seg % sweep_steps == 0) {
+      const absl::Status set = t.SetDeviceUpdateLayers(sweep[(seg / sweep_steps) % sweep.size()]);
+      if (!set.ok()) {
+        std::fprintf(stderr, "error: %s\n", std::string(set.message()).c_str());
+        return 2;
+      }
+    }
     auto st = t.Step(batches[i]);
 #if SFD_BENCH_TRACE
     if (tracing) {
@@ -217,18 +246,34 @@ int Run(const Args& a) {
     }
     last = *st;
     const double gib = 1 << 30;
-    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f,%.2f\n",
+    std::printf("STEP,%lld,%.6f,%.5f,%.3e,%.4f,%.0f,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f,%.2f,%d,%d,%.4f\n",
                 static_cast<long long>(st->step), st->loss, st->grad_norm, st->lr, st->step_seconds,
                 st->tokens / st->step_seconds, st->model_flops / st->step_seconds / 1e12,
                 st->peak.device / gib, st->host_rss / gib, st->h2d_bytes / 1e9, st->d2h_bytes / 1e9,
                 st->stall_weights_seconds, st->stall_optimizer_seconds, st->optimizer_seconds,
                 st->forward_seconds, st->backward_seconds, st->nvme_bytes / 1e9,
-                st->stall_activations_seconds, st->device_reserved / gib);
+                st->stall_activations_seconds, st->device_reserved / gib, st->device_update_layers,
+                st->device_update_tuning ? 1 : 0, st->optimizer_busy_seconds);
     std::fflush(stdout);
-    if (static_cast<int>(i) >= warm) times.push_back(st->step_seconds);
+    if (!sweep.empty()) {
+      if (seg >= 0 && seg % sweep_steps != 0) sweep_times[st->device_update_layers].push_back(st->step_seconds);
+    } else if (static_cast<int>(i) >= warm && !st->device_update_tuning) {
+      times.push_back(st->step_seconds);
+    }
     peak_dev = std::max(peak_dev, st->peak.device / gib);
     peak_rss = std::max(peak_rss, st->host_rss / gib);
     peak_reserved = std::max(peak_reserved, st->device_reserved / gib);
+  }
+  double best = 0;
+  for (auto& [count, v] : sweep_times) {
+    std::sort(v.begin(), v.end());
+    const double med = v[v.size() / 2];
+    std::printf("SWEEP,%s,device_updated_layers=%d,median_s=%.4f,tokens_s=%.0f,steps=%zu\n",
+                a.Get("label", "model").c_str(), count, med, last.tokens / med, v.size());
+    if (best == 0 || med < best) {
+      best = med;
+      times = v;
+    }
   }
   if (!times.empty()) {
     std::sort(times.begin(), times.end());

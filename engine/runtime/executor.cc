@@ -124,6 +124,7 @@ absl::Status Executor::Allocate() {
   SFD_ASSIGN_OR_RETURN(fp32_chunk_, backend_->AllocPinned(staging, at::kFloat));
   bool device_update = false;
   for (bool b : options_.device_update_units) device_update = device_update || b;
+  device_updated_ = options_.device_update_units;
   for (int k = 0; device_update && k < 2; ++k) {
     StateStage s;
     SFD_ASSIGN_OR_RETURN(s.master, device(layer_numel, at::kFloat));

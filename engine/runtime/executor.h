@@ -167,6 +167,10 @@ class Executor {
   absl::Status DownloadDeviceState();
   // The AdamW step the next streaming Train pass applies to device_update_units layers.
   void set_stream_update_step(const AdamWStep& hp) { stream_hp_ = hp; }
+  // Which device_update_units the next streaming passes update here (all of them until set;
+  // between passes only): a subset, since only those have pinned state and staging. The
+  // others go the CPU's way. Changing it between steps changes no bit (the same update).
+  absl::Status SetDeviceUpdated(std::vector<bool> units);
   // Device bytes of the buffers this executor allocated up front.
   int64_t device_buffer_bytes() const { return device_bytes_; }
 
@@ -213,8 +217,7 @@ class Executor {
   // next staging buffer, on the state H2D stream), SlidingDeviceUpdate after it (kernel on the D2H stream, then the
   // weights and state D2H, then grad_updated).
   bool DeviceUpdated(int unit) const {
-    return stream_update_ && unit < static_cast<int>(options_.device_update_units.size()) &&
-           options_.device_update_units[unit];
+    return stream_update_ && unit < static_cast<int>(device_updated_.size()) && device_updated_[unit];
   }
   void StateH2D(int unit, PassStats* stats);
   // The state goes up one device-updated layer ahead of its backward: the first such layer's
@@ -253,6 +256,7 @@ class Executor {
     int unit = -1;
   };
   std::vector<StateStage> state_stages_;
+  std::vector<bool> device_updated_;  // the device_update_units updated here now
   int state_next_ = 0;
   AdamWStep stream_hp_;
   at::Tensor embed_w_, head_w_, embed_grad_, head_grad_;

@@ -48,6 +48,21 @@ absl::Status Executor::DownloadDeviceState() {
 
 // ---------------------------------------------------------------- sliding layers
 
+absl::Status Executor::SetDeviceUpdated(std::vector<bool> units) {
+  SFD_RETURN_IF_ERROR(failure());
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (units[u] && !(u < options_.device_update_units.size() && options_.device_update_units[u])) {
+      return absl::InvalidArgumentError("unit " + std::to_string(u) +
+                                        " cannot be updated on the device: its state is not pinned");
+    }
+  }
+  for (const StateStage& b : state_stages_) {
+    if (b.unit >= 0) return absl::FailedPreconditionError("device update of unit " + std::to_string(b.unit) + " in flight");
+  }
+  device_updated_ = std::move(units);
+  return absl::OkStatus();
+}
+
 void Executor::StateH2D(int unit, PassStats* stats) {
   StateStage& b = state_stages_[state_next_];
   state_next_ = (state_next_ + 1) % static_cast<int>(state_stages_.size());

@@ -58,9 +58,29 @@ std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int devi
   return on;
 }
 
+std::vector<int> DeviceUpdateOrder(const ModelLayout& layout, int device_units) {
+  const int L = layout.num_layers();
+  int bits = 0;
+  while ((1 << bits) < L) ++bits;
+  std::vector<bool> taken(L, false);
+  std::vector<int> order;
+  for (int k = 0; k < (1 << bits); ++k) {
+    int r = 0;  // k with its `bits` low bits reversed: k/2^bits -> the van der Corput point
+    for (int b = 0; b < bits; ++b) r |= ((k >> b) & 1) << (bits - 1 - b);
+    const int i = static_cast<int>((int64_t{r} * L) >> bits);
+    if (taken[i]) continue;
+    taken[i] = true;
+    if (layout.layer_unit(i) >= device_units) order.push_back(layout.layer_unit(i));
+  }
+  return order;
+}
+
 std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units) {
   if (layers <= 0) return {};
-  return NvmeUnits(layout, static_cast<double>(layers) / layout.num_layers(), device_units);
+  const std::vector<int> order = DeviceUpdateOrder(layout, device_units);
+  std::vector<bool> on(layout.num_units(), false);
+  for (int k = 0; k < layers && k < static_cast<int>(order.size()); ++k) on[order[k]] = true;
+  return on;
 }
 
 absl::StatusOr<double> NvmeFraction(const EngineSpec& e) {
@@ -105,7 +125,10 @@ absl::StatusOr<int64_t> NvmeDirFreeBytes(const std::string& dir) {
   return static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
 }
 
-absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
+namespace {
+
+// The plan with `du_layers` sliding layers updated on the device (already validated).
+absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool du_auto) {
   const ModelLayout& layout = *in.layout;
   const ModelConfig& c = *in.config;
   const EngineSpec& e = *in.engine;
@@ -117,15 +140,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
 
   // Sliding layers updated on the device (engine.device_update_layers): two staging buffers
   // of one layer's fp32 master + 8-bit codes + scales.
-  if (e.device_update_layers < 0 || e.device_update_layers > L) {
-    return absl::InvalidArgumentError("engine.device_update_layers=" + std::to_string(e.device_update_layers) +
-                                      " must be in [0, " + std::to_string(L) + "]");
-  }
-  if (e.device_update_layers > 0 && !in.moments_8bit) {
-    return absl::InvalidArgumentError(
-        "engine.device_update_layers needs optimizer adamw_8bit (it streams the 8-bit state)");
-  }
-  const int64_t state_staging = e.device_update_layers > 0 ? 2 * Q8StateBytes(layer) : 0;
+  const int64_t state_staging = du_layers > 0 ? 2 * Q8StateBytes(layer) : 0;
   // Fixed device buffers: embedding + head weights (compute dtype) and fp32 grad accumulators.
   const int64_t fixed = (embed + head) * (es + 4) + state_staging;
   // Activations: saved layer inputs of one micro-batch, plus the working set of one layer
@@ -298,7 +313,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   p.need.host = HostUnitBytes(layout, bf16, !bf16, nvme, in.moments_8bit) -
                 (bf16 ? MirrorBytes(layout) : 0) + nvme_staging;
   // Device-updated sliding layers: their host state is pinned (the same bytes, another tier).
-  const std::vector<bool> dev_update = DeviceUpdateUnits(layout, e.device_update_layers, p.device_optimizer_units);
+  const std::vector<bool> dev_update = DeviceUpdateUnits(layout, du_layers, p.device_optimizer_units);
   for (size_t u = 0; u < dev_update.size(); ++u) {
     if (!dev_update[u]) continue;
     const int64_t n = layout.layout(static_cast<int>(u)).numel();
@@ -329,8 +344,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
     << Gib(p.need.host)
     << (in.moments_8bit ? " host (fp32 master, 8-bit m+v)" : " host (fp32 master+m+v)");
   if (p.device_update_layers > 0) {
-    s << "; AdamW of " << p.device_update_layers << " sliding layer(s) on the device in streamed steps ("
-      << Gib(state_staging) << " state staging)";
+    p.device_update_auto = du_auto;
+    s << "; AdamW of " << (du_auto ? "up to " : "") << p.device_update_layers
+      << " sliding layer(s) on the device in streamed steps (" << Gib(state_staging) << " state staging"
+      << (du_auto ? "; the count follows measured step times)" : ")");
   }
   if (p.nvme_layers > 0) {
     s << "; AdamW moments of " << p.nvme_layers << " of " << L << " layers on NVMe: "
@@ -360,6 +377,30 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
                                         Gib(in.host_available) + " is available. Plan: " + p.summary);
   }
   return p;
+}
+
+}  // namespace
+
+int AutoDeviceUpdateLayers(int num_layers) { return (2 * num_layers + 2) / 3; }
+
+absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
+  const EngineSpec& e = *in.engine;
+  const int L = in.layout->num_layers();
+  if (e.device_update_layers < -1 || e.device_update_layers > L) {
+    return absl::InvalidArgumentError("engine.device_update_layers=" + std::to_string(e.device_update_layers) +
+                                      " must be auto (-1) or in [0, " + std::to_string(L) + "]");
+  }
+  if (e.device_update_layers > 0 && !in.moments_8bit) {
+    return absl::InvalidArgumentError(
+        "engine.device_update_layers needs optimizer adamw_8bit (it streams the 8-bit state)");
+  }
+  if (e.device_update_layers >= 0) return PlanWith(in, e.device_update_layers, /*du_auto=*/false);
+  // auto: candidates only where the device update can run (a GPU, 8-bit moments, streamed
+  // steps) and layers slide; a plan that does not fit with the staging is made without it.
+  if (!(in.cuda && in.moments_8bit && in.streamed_update)) return PlanWith(in, 0, false);
+  absl::StatusOr<MemoryPlan> with = PlanWith(in, AutoDeviceUpdateLayers(L), /*du_auto=*/true);
+  if (with.ok() && with->window_slots < L && with->device_update_layers > 0) return with;
+  return PlanWith(in, 0, false);
 }
 
 }  // namespace sfd

@@ -394,6 +394,7 @@ void OptimizerStage::Loop() {
       in_mirror = grads_in_mirror_;
     }
     const auto t0 = std::chrono::steady_clock::now();
+    double busy = 0;
     int done = 0;
     while (done < n) {
       int u = -1;
@@ -428,6 +429,7 @@ void OptimizerStage::Loop() {
           }
         }
       }
+      busy += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_landed).count();
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (trace_ != nullptr) {
@@ -458,6 +460,7 @@ void OptimizerStage::Loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      last_busy_seconds_ = busy;
       pending_ = false;
       streaming_ = false;
     }

@@ -31,6 +31,7 @@
 #include "engine/runtime/memory_planner.h"
 #include "engine/runtime/nvme_store.h"
 #include "engine/runtime/optimizer_stage.h"
+#include "engine/trainer/device_update_tuner.h"
 #include "engine/trainer/optimizer_state_io.h"
 
 namespace sfd {
@@ -91,7 +92,13 @@ struct Trainer::Impl {
   // the optimizer stage that uses it.
   std::unique_ptr<NvmeStore> nvme;
   std::vector<bool> nvme_units;
-  std::vector<bool> device_update;  // sliding layers updated on the device (engine.device_update_layers)
+  // Sliding layers that may be updated on the device (engine.device_update_layers; their state
+  // is pinned), in the order counts take them (DeviceUpdateOrder); the first du_count of them
+  // are in the steps now; du_tuner picks du_count when the key is auto.
+  std::vector<bool> device_update;
+  std::vector<int> du_order;
+  int du_count = 0;
+  std::unique_ptr<DeviceUpdateTuner> du_tuner;
   int64_t nvme_reported = 0;  // NVMe bytes already counted in a StepStats
   std::unique_ptr<OptimizerStage> optimizer;
   std::unique_ptr<Executor> executor;
@@ -109,6 +116,16 @@ struct Trainer::Impl {
                       std::to_string(step) + ", which was left incomplete: " + std::string(st.message());
     }
     return absl::Status(st.code(), invalid_state);
+  }
+
+  // The first n of du_order updated on the device from the next streamed step on.
+  absl::Status SetDeviceUpdateCount(int n) {
+    if (n == du_count) return absl::OkStatus();
+    std::vector<bool> on(layout->num_units(), false);
+    for (int k = 0; k < n; ++k) on[du_order[k]] = true;
+    SFD_RETURN_IF_ERROR(executor->SetDeviceUpdated(std::move(on)));
+    du_count = n;
+    return absl::OkStatus();
   }
 
   // bf16 mirrors := bf16(master), e.g. after loading weights or optimizer state.
@@ -158,6 +175,8 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   PlannerInputs pin;
   pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
+  pin.streamed_update = dtype == at::kBFloat16 && !(spec.max_grad_norm > 0) &&
+                        spec.engine.max_micro_batches_per_step <= 1;
   if (spec.engine.staging_elems > 0) pin.staging_elems = spec.engine.staging_elems;
   pin.config = &config;
   pin.layout = layout.get();
@@ -249,8 +268,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     }
     m->nvme = std::move(store).value();
   }
-  m->device_update =
-      DeviceUpdateUnits(layout, spec.engine.device_update_layers, m->plan.device_optimizer_units);
+  m->device_update = DeviceUpdateUnits(layout, m->plan.device_update_layers, m->plan.device_optimizer_units);
+  m->du_order = DeviceUpdateOrder(layout, m->plan.device_optimizer_units);
+  m->du_order.resize(std::min<size_t>(m->du_order.size(), m->plan.device_update_layers));
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
                                                   m->nvme_units, spec.optimizer.moments_8bit,
                                                   m->device_update));
@@ -301,7 +321,24 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
   m->optimizer->set_nvme(m->nvme.get());
+  m->du_count = static_cast<int>(m->du_order.size());
+  if (m->plan.device_update_auto) {  // from none, as the tuner starts
+    m->du_tuner = std::make_unique<DeviceUpdateTuner>(m->du_count);
+    SFD_RETURN_IF_ERROR(m->SetDeviceUpdateCount(m->du_tuner->count()));
+  }
   return std::unique_ptr<Trainer>(new Trainer(std::move(m)));
+}
+
+absl::Status Trainer::SetDeviceUpdateLayers(int layers) {
+  Impl& m = *impl_;
+  if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
+  if (layers < 0 || layers > static_cast<int>(m.du_order.size())) {
+    return absl::InvalidArgumentError("device-updated layers " + std::to_string(layers) + " must be in [0, " +
+                                      std::to_string(m.du_order.size()) +
+                                      "] (the plan's engine.device_update_layers candidates)");
+  }
+  m.du_tuner.reset();
+  return m.SetDeviceUpdateCount(layers);
 }
 
 const MemoryPlan& Trainer::plan() const { return impl_->plan; }
@@ -348,6 +385,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   const bool direct = m.dtype == at::kBFloat16 && micro_batches.size() == 1;
   const bool streamed = direct && !(m.spec.max_grad_norm > 0);
   if (!direct) SFD_RETURN_IF_ERROR(EnsureGradArenas(&m.host));
+  const bool tuning = streamed && m.du_tuner && !m.du_tuner->done();
+  if (tuning) SFD_RETURN_IF_ERROR(m.SetDeviceUpdateCount(m.du_tuner->count()));
   if (streamed) {
     m.optimizer->BeginStreaming(hp);
     m.executor->set_stream_update_step(hp);
@@ -414,11 +453,18 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.forward_seconds = pass.forward_seconds;
   st.backward_seconds = pass.backward_seconds;
   st.optimizer_seconds = m.optimizer->last_update_seconds();
+  st.optimizer_busy_seconds = m.optimizer->last_update_busy_seconds();
   st.stall_weights_seconds = pass.stall_weights_seconds;
   st.stall_optimizer_seconds = pass.stall_optimizer_seconds + pass.stall_drain_seconds;
   st.stall_activations_seconds = pass.stall_activations_seconds;
   st.h2d_bytes = pass.h2d_bytes;
   st.d2h_bytes = pass.d2h_bytes;
+  st.device_update_layers = streamed ? m.du_count : 0;
+  st.device_update_tuning = tuning;
+  if (tuning) {
+    m.du_tuner->Observe(st.step_seconds, st.optimizer_busy_seconds, st.tokens);
+    if (m.du_tuner->done()) spdlog::info("engine.device_update_layers auto: {}", m.du_tuner->Summary());
+  }
   const DeviceMemory dm = m.backend->Memory();
   st.peak.device = dm.peak;
   st.device_reserved = dm.reserved_peak;

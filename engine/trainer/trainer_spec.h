@@ -65,7 +65,9 @@ struct EngineSpec {
   // the update kernel writes the new bf16 weights over the slot's gradient, and all of it
   // returns D2H. Takes the CPU update of those layers off the host, which bounds steps under a
   // budget. Needs optimizer adamw_8bit; their host arenas are pinned. Other steps update them
-  // on the CPU as usual. 0 = off.
+  // on the CPU as usual. 0 = off. -1 = auto: where the device update can run (a GPU, 8-bit
+  // moments, streamed steps, sliding layers) two thirds of the layers are candidates and the
+  // count per step is searched on the job's own step times (trainer/device_update_tuner.h).
   int device_update_layers = 0;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
@@ -128,6 +130,7 @@ struct StepStats {
   double forward_seconds = 0;
   double backward_seconds = 0;
   double optimizer_seconds = 0;  // CPU AdamW wall time (may overlap compute)
+  double optimizer_busy_seconds = 0;  // of that, updating (waits for gradients left out)
   // Time the compute stream waited, by cause (device time, from timing events around each
   // wait). stall_optimizer also counts the host's wait for a free gradient ring buffer in
   // steps that accumulate (host time).
@@ -137,6 +140,8 @@ struct StepStats {
   int64_t h2d_bytes = 0;
   int64_t d2h_bytes = 0;
   int64_t nvme_bytes = 0;        // NVMe tier bytes read + written since the previous step
+  int device_update_layers = 0;  // sliding layers this step updated on the device
+  bool device_update_tuning = false;  // engine.device_update_layers auto was still searching
   TierBytes peak;              // peak use per tier during the step (device: allocated)
   int64_t device_reserved = 0; // peak bytes reserved by the GPU allocator in the step (0 on CPU)
   int64_t host_rss = 0;        // process resident set after the step

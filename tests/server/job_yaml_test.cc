@@ -102,7 +102,10 @@ TEST(JobYamlTest, RejectsBadInputNamingTheField) {
       {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}}\nengine: {nvme_dir: nv}\n",
        "training.optimizer.name: adamw_8bit keeps its 8-bit moments in RAM and cannot be combined with engine.nvme_dir"},
       {"model: m\ndata: {train: t}\nengine: {cpu_binding: node0}\n", "engine.cpu_binding: must be one of [auto, none], got 'node0'"},
-      {"model: m\ndata: {train: t}\nengine: {device_update_layers: -1}\n", "engine.device_update_layers: must be >= 0"},
+      {"model: m\ndata: {train: t}\nengine: {device_update_layers: -1}\n",
+       "engine.device_update_layers (line 3): must be auto or a layer count >= 0, got '-1'"},
+      {"model: m\ndata: {train: t}\nengine: {device_update_layers: many}\n",
+       "engine.device_update_layers (line 3): must be auto or a layer count >= 0, got 'many'"},
       {"model: m\ndata: {train: t}\ntraining: {max_grad_norm: 0}\nengine: {device_update_layers: 4}\n",
        "engine.device_update_layers: needs training.optimizer.name: adamw_8bit"},
       {"model: m\ndata: {train: t}\ntraining: {optimizer: {name: adamw_8bit}}\nengine: {device_update_layers: 4}\n",
@@ -149,9 +152,11 @@ TEST(JobYamlTest, PrintedSpecParsesBackToTheSameSpec) {
   auto spec = ParseJobYaml(
       "name: 'null'\nmodel: 'true'\ndata: {train: '123', chat_template: 'x: y'}\n"
       "training: {optimizer: {lr: 0.1, eps: 3.3e-9}, max_grad_norm: -1}\n"
-      "engine: {nvme_dir: nv, nvme_fraction: 0.5}\n");
+      "engine: {nvme_dir: nv, nvme_fraction: 0.5, device_update_layers: auto}\n");
   ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->engine().device_update_layers(), -1);
   const std::string yaml = JobSpecToYaml(*spec);
+  EXPECT_TRUE(absl::StrContains(yaml, "device_update_layers: auto\n")) << yaml;
   auto again = ParseJobYaml(yaml);
   ASSERT_TRUE(again.ok()) << again.status() << "\n" << yaml;
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*spec, *again)) << yaml;

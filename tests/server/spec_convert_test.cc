@@ -95,6 +95,10 @@ TEST(SpecConvertTest, DeviceUpdateLayersReachTheEngineSpec) {
   auto j = ToEngineJobSpec(*spec);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ(j->engine.device_update_layers, 6);
+  // auto needs none of the settings a count needs (it plans candidates only where they apply).
+  auto a = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\nengine: {device_update_layers: auto}\n"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->engine.device_update_layers, -1);
   auto plain = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\n"));
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(plain->engine.device_update_layers, 0);

@@ -8,7 +8,10 @@
 // unit of optimizer state; large direct micro-batches keep offloaded inputs in the mirrors.
 #include "engine/runtime/memory_planner.h"
 
+#include <algorithm>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
@@ -34,7 +37,7 @@ Shape Llama8B() { return Shape(Llama(4096, 14336, 32, 32, false)); }
 
 absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_gib,
                                 EngineSpec e = EngineSpec(), bool moments_8bit = false,
-                                bool grad_accumulators = true) {
+                                bool grad_accumulators = true, bool streamed_update = false) {
   e.max_tokens_per_micro_batch = tokens;
   e.device_memory_budget = budget_gib * kGiB;
   PlannerInputs in;
@@ -49,6 +52,7 @@ absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_g
   in.engine = &e;
   in.moments_8bit = moments_8bit;
   in.grad_accumulators = grad_accumulators;
+  in.streamed_update = streamed_update;
   return PlanMemory(in);
 }
 
@@ -150,6 +154,59 @@ TEST(MemoryPlannerTest, DeviceUpdateLayersStageStateAndPinItsHostArenas) {
   auto many = Plan(s, 8192, 8, e, true);
   ASSERT_FALSE(many.ok());
   EXPECT_TRUE(absl::StrContains(many.status().message(), "engine.device_update_layers"));
+}
+
+TEST(MemoryPlannerTest, DeviceUpdateAutoPlansCandidatesWhereTheUpdateCanRun) {
+  // engine.device_update_layers auto: with 8-bit moments, streamed steps and sliding layers,
+  // two thirds of the layers get pinned state and the staging fits the budget; without any of
+  // those (or with every layer resident) there are none and nothing is refused.
+  const Shape s = Llama3B();
+  EngineSpec e;
+  e.device_update_layers = -1;
+  auto p = Plan(s, 8192, 8, e, /*moments_8bit=*/true, /*grad_accumulators=*/false, /*streamed_update=*/true);
+  ASSERT_TRUE(p.ok()) << p.status();
+  SCOPED_TRACE(p->summary);
+  EXPECT_EQ(p->device_update_layers, AutoDeviceUpdateLayers(28));
+  EXPECT_EQ(AutoDeviceUpdateLayers(28), 19);
+  EXPECT_TRUE(p->device_update_auto);
+  EXPECT_TRUE(absl::StrContains(p->summary, "up to 19 sliding layer(s) on the device"));
+  EXPECT_LE(p->need.device, 8 * kGiB);
+  EXPECT_LT(p->window_slots, 28);
+  for (const auto& [moments_8bit, streamed, budget] :
+       std::vector<std::tuple<bool, bool, int64_t>>{{false, true, 8}, {true, false, 8}, {true, true, 0}}) {
+    SCOPED_TRACE(::testing::Message() << "8-bit " << moments_8bit << ", streamed " << streamed << ", budget " << budget);
+    auto q = Plan(s, 8192, budget, e, moments_8bit, /*grad_accumulators=*/false, streamed);
+    ASSERT_TRUE(q.ok()) << q.status();
+    EXPECT_EQ(q->device_update_layers, 0);
+    EXPECT_FALSE(q->device_update_auto);
+    EXPECT_FALSE(absl::StrContains(q->summary, "sliding layer(s) on the device")) << q->summary;
+  }
+  e.device_update_layers = -2;
+  EXPECT_FALSE(Plan(s, 8192, 8, e, true, false, true).ok());
+}
+
+TEST(MemoryPlannerTest, DeviceUpdateOrderSpreadsEveryPrefix) {
+  // Every count takes the first n of one order (so a smaller count's layers are among a larger
+  // one's): a permutation of the layers whose every prefix is spread over the model (no gap
+  // between chosen layers, the ends included, wider than 2L/n + 1), without device units.
+  const Shape s = Llama3B();
+  const std::vector<int> order = DeviceUpdateOrder(s.layout, 0);
+  ASSERT_EQ(order.size(), 28u);
+  std::vector<int> layers;
+  for (size_t n = 1; n <= order.size(); ++n) {
+    layers.push_back(order[n - 1] - s.layout.layer_unit(0));
+    std::vector<int> sorted = layers;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    int gap = sorted.front() + 1;
+    for (size_t k = 1; k < sorted.size(); ++k) gap = std::max(gap, sorted[k] - sorted[k - 1]);
+    gap = std::max(gap, 28 - sorted.back());
+    EXPECT_LE(gap, 2 * 28 / static_cast<int>(n) + 1) << n << " layers";
+    const std::vector<bool> on = DeviceUpdateUnits(s.layout, static_cast<int>(n), 0);
+    for (int l : layers) EXPECT_TRUE(on[s.layout.layer_unit(l)]);
+  }
+  for (int u : DeviceUpdateOrder(s.layout, 6)) EXPECT_GE(u, 6);
+  EXPECT_EQ(DeviceUpdateOrder(s.layout, 6).size(), 28u - 5);
 }
 
 TEST(MemoryPlannerTest, GpuBoundStepKeepsGraphsBeforeOptimizerState) {

@@ -348,6 +348,77 @@ TEST(Trainer8bitTest, CudaDeviceUpdateLayersGiveTheCpuBits) {
   ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCuda);
 }
 
+// The count of device-updated layers may change between steps (engine.device_update_layers:
+// auto searches it on the job's steps): a layer leaving the device path has its state back on
+// the host before its next CPU update, one joining it sends its state up after its last CPU
+// update. Counts changing every step (the first n of the candidate order) give the bits of none,
+// and each step reports its count; counts outside the candidates are refused.
+void ExpectChangingCountsGiveCpuBits(DeviceKind device) {
+  auto f = testing::LoadGolden("llama31");
+  const std::string five = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
+  const std::vector<int> counts = {5, 0, 3, 1, 5, 2, 0, 4};
+  TrainerSpec none = Spec8Bf16(f, 1, device, /*max_grad_norm=*/0);
+  none.model_dir = five;
+  none.random_init = true;
+  auto ref = Make(none);
+  ASSERT_TRUE(ref);
+  TrainerSpec dev = none;
+  dev.engine.device_update_layers = 5;
+  auto t = Make(dev);
+  ASSERT_TRUE(t);
+  const ModelLayout layout(*LoadModelConfig(five));
+  const int64_t n = layout.layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
+  for (size_t s = 0; s < counts.size(); ++s) {
+    SCOPED_TRACE(::testing::Message() << "step " << s << ", " << counts[s] << " layer(s) on the device");
+    auto want = ref->Step({f.batches[s][0]});
+    ASSERT_TRUE(want.ok()) << want.status();
+    ASSERT_TRUE(t->SetDeviceUpdateLayers(counts[s]).ok());
+    auto got = t->Step({f.batches[s][0]});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->loss, want->loss);
+    EXPECT_EQ(got->grad_norm, want->grad_norm);
+    EXPECT_EQ(got->device_update_layers, counts[s]);
+    EXPECT_FALSE(got->device_update_tuning);
+    EXPECT_EQ(got->h2d_bytes - want->h2d_bytes, counts[s] * state);
+    EXPECT_EQ(got->d2h_bytes - want->d2h_bytes, counts[s] * state);
+  }
+  const std::string dref = FreshDir("counts_none"), d = FreshDir("counts_dev");
+  ASSERT_TRUE(ref->SaveState(dref).ok());
+  ASSERT_TRUE(t->SaveState(d).ok());
+  EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), layout.num_units() + 1);
+  for (int bad : {-1, 6}) {
+    const absl::Status st = t->SetDeviceUpdateLayers(bad);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(st.message().find("engine.device_update_layers"), std::string::npos) << st;
+  }
+}
+
+TEST(Trainer8bitTest, ChangingDeviceUpdateCountsGiveTheCpuBits) {
+  ExpectChangingCountsGiveCpuBits(DeviceKind::kCpu);
+}
+
+TEST(Trainer8bitTest, CudaChangingDeviceUpdateCountsGiveTheCpuBits) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
+  ExpectChangingCountsGiveCpuBits(DeviceKind::kCuda);
+}
+
+// engine.device_update_layers auto plans candidates only where the device update can run: on
+// the CPU tier (no device) it is none, with nothing pinned for it, and the steps report 0.
+TEST(Trainer8bitTest, DeviceUpdateAutoIsNoneOnTheCpuTier) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec s = Spec8Bf16(f, 1, DeviceKind::kCpu, /*max_grad_norm=*/0);
+  s.engine.device_update_layers = -1;
+  auto t = Make(s);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->plan().device_update_layers, 0);
+  EXPECT_FALSE(t->plan().device_update_auto);
+  auto st = t->Step({f.batches[0][0]});
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->device_update_layers, 0);
+  EXPECT_FALSE(st->device_update_tuning);
+  EXPECT_EQ(t->SetDeviceUpdateLayers(1).code(), absl::StatusCode::kInvalidArgument);
+}
+
 // What engine.device_update_layers cannot serve is refused naming the key: fp32 moments, steps
 // that clip or accumulate (never streamed), fp32 compute, more layers than the model has.
 TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
