@@ -85,7 +85,7 @@ if [[ $stages == *" bench "* ]]; then
     $BUILD/bench/engine/sfd_bench --model /tmp/sfd-shapes/$shape --random-init --rows $bs --seq $seq --steps ${SFD_BENCH_STEPS:-7} \
       --timing-warmup 2 --device cuda --budget-gib $budget --max-grad-norm $clip --optimizer $opt ${SFD_BENCH_FLAGS:-} --label "$shape-b$budget-c$clip$tag" \
       > "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip$tag.log" 2>&1
-    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|error|device memory" "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip$tag.log" | tail -${SFD_BENCH_TAIL:-12}
+    echo "rc=$?"; grep -E "PLAN|STEP|RESULT|SWEEP|auto:|error|device memory" "$OUT/sfd-$shape-$bs-$seq-$budget-c$clip$tag.log" | tail -${SFD_BENCH_TAIL:-12}
   done
 fi
 if [[ $stages == *" trace "* && -x $BUILD/bench/engine/sfd_bench_trace ]]; then
