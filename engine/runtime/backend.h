@@ -3,6 +3,9 @@
 // backend (cuda_backend.cc) uses real streams/events and cudaHostAlloc; the CPU backend
 // (cpu_backend.cc) stands in for the GPU on machines without one: host memory is the device
 // tier and every operation completes synchronously, so the same executor trains for real in CI.
+// A test variant of it (cpu_deferred_backend.cc, EngineSpec::cpu_deferred_copies) runs the copies
+// on the H2D/D2H/state streams as late as the stream order allows instead, so that a missing
+// wait between streams gives wrong bits in the CPU tests.
 #pragma once
 
 #include <cstdint>
@@ -90,8 +93,10 @@ class Backend {
   }
 };
 
-// Factories for the two implementations (Create picks one).
+// Factories for the implementations (Create picks one).
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend();
+// The CPU backend with deferred copies (tests: EngineSpec::cpu_deferred_copies).
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuDeferredBackend();
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device_index);
 bool CudaAvailable();
 

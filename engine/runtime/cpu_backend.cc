@@ -72,16 +72,17 @@ bool CudaAvailable() { return false; }
 #endif
 
 absl::StatusOr<std::unique_ptr<Backend>> Backend::Create(const EngineSpec& spec) {
+  auto cpu = [&] { return spec.cpu_deferred_copies ? CreateCpuDeferredBackend() : CreateCpuBackend(); };
   switch (spec.device) {
     case DeviceKind::kCpu:
-      return CreateCpuBackend();
+      return cpu();
     case DeviceKind::kCuda:
       return CreateCudaBackend(spec.cuda_device);
     case DeviceKind::kAuto:
       if (CudaAvailable()) return CreateCudaBackend(spec.cuda_device);
-      return CreateCpuBackend();
+      return cpu();
   }
-  return CreateCpuBackend();
+  return cpu();
 }
 
 }  // namespace sfd

@@ -96,6 +96,10 @@ struct EngineSpec {
   // 1 with bf16 compute tells the planner that device-optimizer layers need no fp32 gradient
   // accumulator (4 B/param). 0 = unknown: the accumulators are planned.
   int max_micro_batches_per_step = 0;
+  // Tests: on the CPU tier, copies on the H2D/D2H/state streams run as late as the stream order
+  // allows (runtime/cpu_deferred_backend.cc), so a missing wait gives wrong bits instead of
+  // passing unnoticed. No effect on CUDA.
+  bool cpu_deferred_copies = false;
 };
 
 struct TrainerSpec {
