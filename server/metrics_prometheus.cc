@@ -184,6 +184,12 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
                         "Peak GPU memory reserved by the allocator during the last step "
                         "(allocated + cached; sfd_job_memory_bytes{tier=\"gpu\"} is allocated)");
   rss_ = gauge("sfd_job_resident_memory_bytes", "Resident set size of the job's worker process");
+  device_update_layers_ = gauge("sfd_job_device_update_layers",
+                                "Sliding layers whose AdamW ran on the GPU in the last step "
+                                "(engine.device_update_layers; auto searches the count first)");
+  optimizer_busy_ = counter("sfd_job_optimizer_busy_seconds_total",
+                            "CPU AdamW time spent updating (phase optimizer less the waits for "
+                            "gradients to land)");
   step_duration_ = &prometheus::BuildHistogram()
                         .Name("sfd_job_step_duration_seconds")
                         .Help("Wall time of an optimizer step")
@@ -338,6 +344,8 @@ void PrometheusMetrics::OnStep(const std::string& job_id, const v1::StepMetrics&
   s.G(memory_, {"tier", "nvme"}).Set(static_cast<double>(m.peak().nvme()));
   s.G(gpu_reserved_).Set(static_cast<double>(m.device_reserved()));
   s.G(rss_).Set(static_cast<double>(m.host_rss()));
+  s.G(device_update_layers_).Set(static_cast<double>(m.device_update_layers()));
+  s.C(optimizer_busy_).Increment(std::max(0.0, m.optimizer_busy_seconds()));
   if (s.step_duration == nullptr) s.step_duration = &step_duration_->Add(s.labels, StepBuckets());
   s.step_duration->Observe(std::max(0.0, secs));
 }

@@ -104,6 +104,8 @@ class PrometheusMetrics : public MetricsSink {
   prometheus::Family<prometheus::Gauge>* memory_;
   prometheus::Family<prometheus::Gauge>* planned_memory_;
   prometheus::Family<prometheus::Gauge>* gpu_reserved_;
+  prometheus::Family<prometheus::Gauge>* device_update_layers_;
+  prometheus::Family<prometheus::Counter>* optimizer_busy_;
   prometheus::Family<prometheus::Gauge>* rss_;
   prometheus::Family<prometheus::Histogram>* step_duration_;
 

@@ -143,6 +143,9 @@ v1::StepMetrics ToProto(const StepStats& s) {
   out.set_nvme_bytes(s.nvme_bytes);
   ToProto(s.peak, out.mutable_peak());
   out.set_device_reserved(s.device_reserved);
+  out.set_device_update_layers(s.device_update_layers);
+  out.set_device_update_tuning(s.device_update_tuning);
+  out.set_optimizer_busy_seconds(s.optimizer_busy_seconds);
   out.set_host_rss(s.host_rss);
   out.set_model_flops(s.model_flops);
   return out;

@@ -57,6 +57,8 @@ v1::StepMetrics Step(int64_t step, double loss) {
   s.mutable_peak()->set_pinned(5 << 20);
   s.mutable_peak()->set_host(7 << 20);
   s.set_device_reserved(4 << 20);
+  s.set_device_update_layers(static_cast<int32_t>(step) + 2);
+  s.set_optimizer_busy_seconds(0.0625);
   s.set_host_rss(11 << 20);
   s.set_model_flops(6e12);
   s.set_total_steps(10);
@@ -114,6 +116,8 @@ TEST(PrometheusMetricsTest, StepReportsBecomeJobSeries) {
   EXPECT_EQ(v["sfd_job_planned_memory_bytes{" + j + ",tier=\"gpu\"}"], 100);
   EXPECT_EQ(v["sfd_job_planned_memory_bytes{" + j + ",tier=\"host\"}"], 300);
   EXPECT_EQ(v["sfd_job_gpu_reserved_bytes{" + j + "}"], 4 << 20);
+  EXPECT_EQ(v["sfd_job_device_update_layers{" + j + "}"], 4);  // the last step's
+  EXPECT_DOUBLE_EQ(v["sfd_job_optimizer_busy_seconds_total{" + j + "}"], 0.125);
   EXPECT_EQ(v["sfd_job_resident_memory_bytes{" + j + "}"], 11 << 20);
   EXPECT_EQ(v["sfd_job_checkpoints_total{" + j + "}"], 1);
   EXPECT_EQ(v["sfd_job_step_duration_seconds_count{" + j + "}"], 2);

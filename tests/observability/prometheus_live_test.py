@@ -128,6 +128,7 @@ JOB_SERIES = [
     "sfd_job_loss", "sfd_job_eval_loss", "sfd_job_learning_rate", "sfd_job_grad_norm",
     "sfd_job_tokens_per_second", "sfd_job_model_flops_per_second",
     "sfd_job_resident_memory_bytes", "sfd_job_gpu_reserved_bytes", "sfd_job_checkpoints_total",
+    "sfd_job_device_update_layers", "sfd_job_optimizer_busy_seconds_total",
     "sfd_job_step_duration_seconds_bucket", "sfd_job_step_duration_seconds_count",
     "sfd_job_step_duration_seconds_sum",
 ]

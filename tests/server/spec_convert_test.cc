@@ -133,7 +133,13 @@ TEST(SpecConvertTest, StepStatsBecomeWireMetrics) {
   s.peak.device = 123;
   s.host_rss = 456;
   s.stall_weights_seconds = 0.25;
+  s.device_update_layers = 7;
+  s.device_update_tuning = true;
+  s.optimizer_busy_seconds = 0.125;
   const v1::StepMetrics m = ToProto(s);
+  EXPECT_EQ(m.device_update_layers(), 7);
+  EXPECT_TRUE(m.device_update_tuning());
+  EXPECT_DOUBLE_EQ(m.optimizer_busy_seconds(), 0.125);
   EXPECT_EQ(m.step(), 5);
   EXPECT_DOUBLE_EQ(m.loss(), 2.5);
   EXPECT_EQ(m.tokens(), 1000);
