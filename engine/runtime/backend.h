@@ -96,7 +96,8 @@ class Backend {
 // Factories for the implementations (Create picks one).
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend();
 // The CPU backend with deferred copies (tests: EngineSpec::cpu_deferred_copies).
-absl::StatusOr<std::unique_ptr<Backend>> CreateCpuDeferredBackend();
+// Streams with bit (1 << StreamId) set in `eager_streams` run each copy when it is issued.
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuDeferredBackend(int eager_streams = 0);
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device_index);
 bool CudaAvailable();
 

@@ -72,7 +72,9 @@ bool CudaAvailable() { return false; }
 #endif
 
 absl::StatusOr<std::unique_ptr<Backend>> Backend::Create(const EngineSpec& spec) {
-  auto cpu = [&] { return spec.cpu_deferred_copies ? CreateCpuDeferredBackend() : CreateCpuBackend(); };
+  auto cpu = [&] {
+    return spec.cpu_deferred_copies ? CreateCpuDeferredBackend(spec.cpu_eager_streams) : CreateCpuBackend();
+  };
   switch (spec.device) {
     case DeviceKind::kCpu:
       return cpu();

@@ -17,12 +17,13 @@
 // One mutex guards all queues; running them (copies, and through wait markers other streams'
 // queues, recursively) happens with it held, and never calls out of the backend.
 // What it shows: a reader (compute, the host, another stream) that does not wait for a copy,
-// and compute or the host overwriting a copy's source or destination before the copy ran. What
-// it cannot: a wait that keeps a copy from running too early (compute has always finished, and
-// a copy on one stream never runs ahead of another stream's pending copy unless something waits
-// for it); and where a host thread waits for a copy soon after it is issued (the drain thread,
-// the streamed optimizer), the copy runs then, so a missing wait next to it shows only when
-// the other thread gets there first.
+// and compute or the host overwriting a copy's source or destination before the copy ran. A
+// wait that keeps a copy from running too early (a staging buffer's reuse before the previous
+// occupant's copy out ran) shows only with that stream eager (EngineSpec::cpu_eager_streams:
+// its copies run when issued, after what its wait markers wait for). Not seen: where a host
+// thread waits for a copy soon after it is issued (the drain thread, the streamed optimizer),
+// the copy runs then, so a missing wait next to it shows only when the other thread gets there
+// first.
 #include <array>
 #include <chrono>
 #include <deque>
@@ -54,9 +55,13 @@ class Queues {
   // The mark an event recorded on `s` now gets: the entries queued on it so far.
   int64_t EndLocked(int s) const { return issued_[s]; }
 
+  // Eager streams (bit 1 << s) run each entry when it is queued.
+  explicit Queues(int eager) : eager_(eager) {}
+
   void PushLocked(int s, Entry e) {
     queue_[s].push_back(std::move(e));
     ++issued_[s];
+    if (eager_ & (1 << s)) FlushLocked(s, issued_[s]);
   }
 
   // Runs stream s's entries until `upto` of them have run. Recursion through wait markers
@@ -81,6 +86,7 @@ class Queues {
   }
 
  private:
+  const int eager_;
   std::array<std::deque<Entry>, kStreams> queue_;
   std::array<int64_t, kStreams> issued_{};  // entries ever queued per stream
   std::array<int64_t, kStreams> done_{};    // entries run per stream
@@ -123,8 +129,8 @@ class DeferredScope final : public StreamScope {};
 
 class DeferredCpuBackend final : public Backend {
  public:
-  explicit DeferredCpuBackend(std::unique_ptr<Backend> base)
-      : base_(std::move(base)), q_(std::make_shared<Queues>()) {}
+  DeferredCpuBackend(std::unique_ptr<Backend> base, int eager_streams)
+      : base_(std::move(base)), q_(std::make_shared<Queues>(eager_streams)) {}
   ~DeferredCpuBackend() override {
     try {
       Synchronize();  // what the device would still have done
@@ -196,10 +202,10 @@ class DeferredCpuBackend final : public Backend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> CreateCpuDeferredBackend() {
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuDeferredBackend(int eager_streams) {
   auto base = CreateCpuBackend();
   if (!base.ok()) return base.status();
-  return std::unique_ptr<Backend>(new DeferredCpuBackend(std::move(*base)));
+  return std::unique_ptr<Backend>(new DeferredCpuBackend(std::move(*base), eager_streams));
 }
 
 }  // namespace sfd

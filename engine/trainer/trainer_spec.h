@@ -100,6 +100,10 @@ struct EngineSpec {
   // allows (runtime/cpu_deferred_backend.cc), so a missing wait gives wrong bits instead of
   // passing unnoticed. No effect on CUDA.
   bool cpu_deferred_copies = false;
+  // Tests, with cpu_deferred_copies: streams whose bit (1 << StreamId) is set run each copy as
+  // soon as it is issued (after what their wait markers wait for) instead of as late as
+  // possible, so a missing wait that should keep a copy from running too early shows too.
+  int cpu_eager_streams = 0;
 };
 
 struct TrainerSpec {

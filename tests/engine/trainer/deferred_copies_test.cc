@@ -69,17 +69,30 @@ struct Scenario {
   std::vector<std::vector<TokenBatch>> steps;
   // Before each step (when not empty): Trainer::SetDeviceUpdateLayers.
   std::vector<int> device_update_counts;
+  // Streams run eagerly (EngineSpec::cpu_eager_streams), one run each: all lazy, and where
+  // copies on two streams share buffers, each copy stream eager on its own (other orders).
+  std::vector<int> eager_streams = {0};
   // Checks that the plan has the features the case is about (none were planned away).
   std::function<void(const MemoryPlan&)> expect_plan = [](const MemoryPlan&) {};
 };
 
-// `run` on the synchronous CPU backend and with deferred copies: the same bits.
+void ExpectSameBitsWith(const Scenario& run, const std::string& name, int eager_streams);
+
+// `run` on the synchronous CPU backend and with deferred copies (each eager setting): the same bits.
 void ExpectDeferredCopiesGiveTheSameBits(const Scenario& run, const std::string& name) {
+  for (int eager : run.eager_streams) {
+    SCOPED_TRACE(::testing::Message() << "eager streams mask " << eager);
+    ExpectSameBitsWith(run, name + "_" + std::to_string(eager), eager);
+  }
+}
+
+void ExpectSameBitsWith(const Scenario& run, const std::string& name, int eager_streams) {
   TrainerSpec sync_spec = run.spec;
   sync_spec.engine.device = DeviceKind::kCpu;
   sync_spec.engine.cpu_deferred_copies = false;
   TrainerSpec deferred_spec = sync_spec;
   deferred_spec.engine.cpu_deferred_copies = true;
+  deferred_spec.engine.cpu_eager_streams = eager_streams;
   auto sync = Make(sync_spec);
   auto deferred = Make(deferred_spec);
   ASSERT_TRUE(sync && deferred);
@@ -206,6 +219,7 @@ TEST(DeferredCopiesTest, Bf16DeviceUpdateLayers8bit) {
     EXPECT_EQ(p.window_slots, 1);
     EXPECT_EQ(p.device_update_layers, 5);
   };
+  run.eager_streams = {0, 1 << 1, 1 << 2, 1 << 3};
   ExpectDeferredCopiesGiveTheSameBits(run, "device_update");
 }
 
