@@ -18,51 +18,17 @@
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
 #include "tests/engine/trainer/golden_fixture.h"
+#include "tests/engine/trainer/trainer_test_util.h"
 
 namespace sfd {
 namespace {
 
+using testing::Make;
+using testing::FreshDir;
+using testing::ExpectSameOptimizerFiles;
+using testing::LongBatch;
+
 namespace fs = std::filesystem;
-
-std::unique_ptr<Trainer> Make(const TrainerSpec& spec) {
-  auto t = Trainer::Create(spec);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
-}
-
-std::string FreshDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/deferred_copies_" + name;
-  (void)::sfd::RemoveTree(dir);
-  return dir;
-}
-
-// Compares every file of two checkpoints' optimizer/ folders byte for byte; returns how many.
-int ExpectSameOptimizerFiles(const std::string& a, const std::string& b) {
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(a + "/optimizer")) {
-    std::ifstream x(e.path(), std::ios::binary), y(b + "/optimizer/" + e.path().filename().string(),
-                                                   std::ios::binary);
-    const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
-    EXPECT_TRUE(bx == by) << e.path();
-    ++files;
-  }
-  return files;
-}
-
-// rows x seq tokens of a deterministic pattern over `vocab`.
-TokenBatch LongBatch(int64_t rows, int64_t seq, int vocab, int salt) {
-  TokenBatch b;
-  b.rows = rows;
-  b.seq = seq;
-  for (int64_t i = 0; i < rows * seq; ++i) {
-    const int32_t id = static_cast<int32_t>((i * 7 + salt * 13 + (i / seq) * 3) % vocab);
-    b.input_ids.push_back(id);
-    b.targets.push_back((i + 1) % seq == 0 ? kIgnoreLabel : static_cast<int32_t>((id * 5 + 1) % vocab));
-    b.position_ids.push_back(static_cast<int32_t>(i % seq));
-    b.segment_ids.push_back(0);
-  }
-  return b;
-}
 
 struct Scenario {
   TrainerSpec spec;
@@ -119,7 +85,7 @@ void ExpectSameBitsWith(const Scenario& run, const std::string& name, int eager_
   auto lb = sync->Logits(run.steps[0][0]);
   ASSERT_TRUE(la.ok() && lb.ok());
   EXPECT_EQ(testing::RelErr(*la, *lb), 0);
-  const std::string da = FreshDir(name + "_deferred"), db = FreshDir(name + "_sync");
+  const std::string da = FreshDir("deferred_copies_" + name + "_deferred"), db = FreshDir("deferred_copies_" + name + "_sync");
   ASSERT_TRUE(deferred->SaveState(da).ok());
   ASSERT_TRUE(sync->SaveState(db).ok());
   EXPECT_GT(ExpectSameOptimizerFiles(da, db), 0);

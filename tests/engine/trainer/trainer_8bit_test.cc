@@ -21,17 +21,16 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/trainer/golden_fixture.h"
+#include "tests/engine/trainer/trainer_test_util.h"
 
 namespace sfd {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::Make;
+using testing::FreshDir;
+using testing::ExpectSameOptimizerFiles;
 
-std::unique_ptr<Trainer> Make(const TrainerSpec& spec) {
-  auto t = Trainer::Create(spec);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
-}
+namespace fs = std::filesystem;
 
 std::vector<double> Train(Trainer& t, const testing::GoldenFixture& f, int from, int to,
                           bool first_micro_batch_only = false) {
@@ -57,25 +56,6 @@ TrainerSpec Spec8Bf16(const testing::GoldenFixture& f, int slots, DeviceKind dev
   s.engine.compute_dtype = "bf16";
   s.max_grad_norm = max_grad_norm;
   return s;
-}
-
-std::string FreshDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/trainer_8bit_" + name;
-  (void)::sfd::RemoveTree(dir);
-  return dir;
-}
-
-// Compares every file of two checkpoints' optimizer/ folders byte for byte; returns how many.
-int ExpectSameOptimizerFiles(const std::string& a, const std::string& b) {
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(a + "/optimizer")) {
-    std::ifstream x(e.path(), std::ios::binary), y(b + "/optimizer/" + e.path().filename().string(),
-                                                   std::ios::binary);
-    const std::string bx((std::istreambuf_iterator<char>(x)), {}), by((std::istreambuf_iterator<char>(y)), {});
-    EXPECT_TRUE(bx == by) << e.path();
-    ++files;
-  }
-  return files;
 }
 
 // The fixture's 10 steps (lr 3e-3, two micro-batches, clipping at 0.5) with 8-bit moments stay
@@ -128,7 +108,7 @@ TEST(Trainer8bitTest, StreamedUpdateEqualsLaunched) {
       EXPECT_EQ(sa->loss, sb->loss) << "step " << s;
       EXPECT_EQ(sa->grad_norm, sb->grad_norm) << "step " << s;
     }
-    const std::string da = FreshDir("streamed"), db = FreshDir("launched");
+    const std::string da = FreshDir("trainer_8bit_streamed"), db = FreshDir("trainer_8bit_launched");
     ASSERT_TRUE(a->SaveState(da).ok());
     ASSERT_TRUE(b->SaveState(db).ok());
     EXPECT_GT(ExpectSameOptimizerFiles(da, db), 0);
@@ -143,7 +123,7 @@ TEST(Trainer8bitTest, ResumeIsExact) {
   auto full = Make(Spec8(f, 1));
   ASSERT_TRUE(full);
   const std::vector<double> want = Train(*full, f, 0, f.steps);
-  const std::string dir = FreshDir("resume");
+  const std::string dir = FreshDir("trainer_8bit_resume");
   {
     auto first = Make(Spec8(f, 1));
     Train(*first, f, 0, k);
@@ -173,7 +153,7 @@ TEST(Trainer8bitTest, CheckpointsMoveBetweenFp32And8bit) {
     auto full = Make(from);
     ASSERT_TRUE(full);
     const std::vector<double> want = Train(*full, f, 0, f.steps);
-    const std::string dir = FreshDir(from_8bit ? "from8" : "from32");
+    const std::string dir = FreshDir(std::string("trainer_8bit_") + (from_8bit ? "from8" : "from32"));
     {
       auto first = Make(from);
       Train(*first, f, 0, k);
@@ -212,7 +192,7 @@ TEST(Trainer8bitTest, HostBytesDropBySixPerParameter) {
 TEST(Trainer8bitTest, UnsupportedCombinationsNameTheKey) {
   auto f = testing::LoadGolden("llama31");
   TrainerSpec nvme = Spec8(f, 1);
-  nvme.engine.nvme_dir = FreshDir("nvme");
+  nvme.engine.nvme_dir = FreshDir("trainer_8bit_nvme");
   auto a = Trainer::Create(nvme);
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
@@ -254,7 +234,7 @@ void ExpectDeviceUnitsGiveCpuBits(DeviceKind device) {
   const std::vector<double> la = Train(*a, f, 0, k);
   const std::vector<double> lb = Train(*b, f, 0, k);
   for (int s = 0; s < k; ++s) EXPECT_EQ(la[s], lb[s]) << "step " << s;
-  const std::string da = FreshDir("device_units"), db = FreshDir("host_units");
+  const std::string da = FreshDir("trainer_8bit_device_units"), db = FreshDir("trainer_8bit_host_units");
   ASSERT_TRUE(a->SaveState(da).ok());
   ASSERT_TRUE(b->SaveState(db).ok());
   EXPECT_EQ(ExpectSameOptimizerFiles(da, db), 4 + 1) << "one file per unit and the index";
@@ -313,7 +293,7 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
     auto ref = Make(none);
     ASSERT_TRUE(ref);
     const std::vector<StepStats> want = run(*ref);
-    const std::string dref = FreshDir("update_none");
+    const std::string dref = FreshDir("trainer_8bit_update_none");
     ASSERT_TRUE(ref->SaveState(dref).ok());
     const ModelLayout layout(*LoadModelConfig(model));
     const int64_t n = layout.layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
@@ -334,7 +314,7 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
         EXPECT_EQ(got[s].h2d_bytes - want[s].h2d_bytes, extra) << "step " << s;
         EXPECT_EQ(got[s].d2h_bytes - want[s].d2h_bytes, extra) << "step " << s;
       }
-      const std::string d = FreshDir("update_dev");
+      const std::string d = FreshDir("trainer_8bit_update_dev");
       ASSERT_TRUE(t->SaveState(d).ok());
       EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), layout.num_units() + 1);
     }
@@ -382,7 +362,7 @@ void ExpectChangingCountsGiveCpuBits(DeviceKind device) {
     EXPECT_EQ(got->h2d_bytes - want->h2d_bytes, counts[s] * state);
     EXPECT_EQ(got->d2h_bytes - want->d2h_bytes, counts[s] * state);
   }
-  const std::string dref = FreshDir("counts_none"), d = FreshDir("counts_dev");
+  const std::string dref = FreshDir("trainer_8bit_counts_none"), d = FreshDir("trainer_8bit_counts_dev");
   ASSERT_TRUE(ref->SaveState(dref).ok());
   ASSERT_TRUE(t->SaveState(d).ok());
   EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), layout.num_units() + 1);

@@ -14,23 +14,15 @@
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
 #include "tests/engine/trainer/golden_fixture.h"
+#include "tests/engine/trainer/trainer_test_util.h"
 
 namespace sfd {
 namespace {
 
+using testing::Make;
+using testing::FreshDir;
+
 namespace fs = std::filesystem;
-
-std::unique_ptr<Trainer> Make(const TrainerSpec& spec) {
-  auto t = Trainer::Create(spec);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
-}
-
-std::string FreshDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/trainer_nvme_" + name;
-  (void)::sfd::RemoveTree(dir);
-  return dir;
-}
 
 std::string FileBytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -84,7 +76,7 @@ TEST_P(TrainerNvmeTest, SameLossesAndStateAsHostRam) {
     ASSERT_TRUE(st.ok()) << st.status();
     want.push_back(*st);
   }
-  const std::string want_state = FreshDir(std::string("want_") + var.fixture + var.dtype);
+  const std::string want_state = FreshDir(std::string("trainer_nvme_want_") + var.fixture + var.dtype);
   ASSERT_TRUE(base->SaveState(want_state).ok());
   const int64_t host_ram = base->plan().need.host;
   EXPECT_EQ(base->plan().need.nvme, 0);
@@ -93,7 +85,7 @@ TEST_P(TrainerNvmeTest, SameLossesAndStateAsHostRam) {
   for (double fraction : {1.0, 0.5}) {
     SCOPED_TRACE(fraction);
     TrainerSpec spec = ram;
-    spec.engine.nvme_dir = FreshDir("moments") + "/nested";  // created on demand
+    spec.engine.nvme_dir = FreshDir("trainer_nvme_moments") + "/nested";  // created on demand
     spec.engine.nvme_fraction = fraction;
     {
       auto t = Make(spec);
@@ -115,7 +107,7 @@ TEST_P(TrainerNvmeTest, SameLossesAndStateAsHostRam) {
       // Every completed update read each NVMe unit once (the last one may still be running).
       EXPECT_GE(nvme_moved, (f.steps - 1) * plan.need.nvme);
       EXPECT_LE(nvme_moved, 2 * (f.steps + 1) * plan.need.nvme);
-      const std::string got_state = FreshDir("got");
+      const std::string got_state = FreshDir("trainer_nvme_got");
       ASSERT_TRUE(t->SaveState(got_state).ok());
       ExpectSameState(got_state, want_state);
       // Host RAM: 8 bytes/param less for the NVMe layers, plus 3 staging buffers of one layer's
@@ -147,7 +139,7 @@ TEST(TrainerNvmeResumeTest, ResumeThroughNvmeEqualsUninterrupted) {
   const int k = 3;
   TrainerSpec ram = testing::GoldenSpec(f, 1);
   TrainerSpec nvme = ram;
-  nvme.engine.nvme_dir = FreshDir("resume_moments");
+  nvme.engine.nvme_dir = FreshDir("trainer_nvme_resume_moments");
   auto full = Make(ram);
   ASSERT_TRUE(full);
   std::vector<double> want;
@@ -156,7 +148,7 @@ TEST(TrainerNvmeResumeTest, ResumeThroughNvmeEqualsUninterrupted) {
     ASSERT_TRUE(st.ok()) << st.status();
     want.push_back(st->loss);
   }
-  const std::string dir = FreshDir("resume_state");
+  const std::string dir = FreshDir("trainer_nvme_resume_state");
   {
     auto first = Make(nvme);
     ASSERT_TRUE(first);
@@ -183,7 +175,7 @@ TEST(TrainerNvmeResumeTest, ResumeThroughNvmeEqualsUninterrupted) {
 
 TEST(TrainerNvmeErrorTest, BadSettingsNameTheKey) {
   auto f = testing::LoadGolden("qwen3");
-  const std::string base = FreshDir("bad");
+  const std::string base = FreshDir("trainer_nvme_bad");
   fs::create_directories(base);
   std::ofstream(base + "/file") << "x";
   TrainerSpec spec = testing::GoldenSpec(f, 1);
@@ -220,12 +212,12 @@ TEST(TrainerNvmeErrorTest, BadSettingsNameTheKey) {
 TEST(TrainerNvmeErrorTest, LostMomentFilesFailTheRun) {
   auto f = testing::LoadGolden("qwen3");
   TrainerSpec spec = testing::GoldenSpec(f, 1);
-  spec.engine.nvme_dir = FreshDir("lost");
+  spec.engine.nvme_dir = FreshDir("trainer_nvme_lost");
   auto t = Make(spec);
   ASSERT_TRUE(t);
   ASSERT_TRUE(t->Step(f.batches[0]).ok());
   // Saving reads every NVMe unit after its write-back: no write is in flight afterwards.
-  ASSERT_TRUE(t->SaveState(FreshDir("lost_saved")).ok());
+  ASSERT_TRUE(t->SaveState(FreshDir("trainer_nvme_lost_saved")).ok());
   int truncated = 0;
   for (const auto& d : fs::directory_iterator(spec.engine.nvme_dir))
     for (const auto& file : fs::directory_iterator(d.path())) {
@@ -239,7 +231,7 @@ TEST(TrainerNvmeErrorTest, LostMomentFilesFailTheRun) {
   EXPECT_NE(failed.message().find("engine.nvme_dir"), std::string::npos) << failed;
   EXPECT_NE(failed.message().find(".moments"), std::string::npos) << failed;
   EXPECT_FALSE(t->Step(f.batches[1]).ok());
-  EXPECT_FALSE(t->SaveState(FreshDir("lost_state")).ok());
+  EXPECT_FALSE(t->SaveState(FreshDir("trainer_nvme_lost_state")).ok());
 }
 
 }  // namespace

@@ -11,15 +11,13 @@
 #include "engine/trainer/trainer.h"
 #include "gtest/gtest.h"
 #include "tests/engine/trainer/golden_fixture.h"
+#include "tests/engine/trainer/trainer_test_util.h"
 
 namespace sfd {
 namespace {
 
-std::unique_ptr<Trainer> Make(const TrainerSpec& spec) {
-  auto t = Trainer::Create(spec);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return t.ok() ? std::move(*t) : nullptr;
-}
+using testing::Make;
+using testing::LongBatch;
 
 std::vector<double> Train(Trainer& t, const testing::GoldenFixture& f, int from, int to) {
   std::vector<double> losses;
@@ -92,27 +90,6 @@ TEST(TrainerTest, PartialOffloadEqualsDeviceActivations) {
   EXPECT_EQ(b->d2h_bytes - a->d2h_bytes, input_bytes);
   EXPECT_EQ(b->h2d_bytes - a->h2d_bytes, input_bytes);
   ExpectSameLosses(f, partial_spec, testing::GoldenSpec(f, 1), 1e-6);
-}
-
-// engine.inputs_in_mirrors: with every step direct (bf16, one micro-batch), offloaded inputs go
-// into the layers' bf16 mirrors and the backward reloads of the layers not resident at the turn
-// (one slot: all but the last) round the fp32 master. The same bits and copies as pinned
-// buffers of their own, streamed and clipped. Two cases: the golden model (inputs smaller than
-// a layer, one reload of one chunk), and a five-layer random-init copy fed 4 x 160 tokens
-// (inputs of 41k elements: the mirror takes a layer's 34k, a pinned buffer the rest) with
-// 5000-element staging chunks (each reload ~7 chunks through the 2-buffer ring, the last partial).
-TokenBatch LongBatch(int64_t rows, int64_t seq, int vocab, int salt) {
-  TokenBatch b;
-  b.rows = rows;
-  b.seq = seq;
-  for (int64_t i = 0; i < rows * seq; ++i) {
-    const int32_t id = static_cast<int32_t>((i * 7 + salt * 13 + (i / seq) * 3) % vocab);
-    b.input_ids.push_back(id);
-    b.targets.push_back((i + 1) % seq == 0 ? kIgnoreLabel : static_cast<int32_t>((id * 5 + 1) % vocab));
-    b.position_ids.push_back(static_cast<int32_t>(i % seq));
-    b.segment_ids.push_back(0);
-  }
-  return b;
 }
 
 void ExpectInputsInMirrorsGiveTheSameBits(DeviceKind device) {
