@@ -395,9 +395,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
         "engine.device_update_layers needs optimizer adamw_8bit (it streams the 8-bit state)");
   }
   if (e.device_update_layers >= 0) return PlanWith(in, e.device_update_layers, /*du_auto=*/false);
-  // auto: candidates only where the device update can run (a GPU, 8-bit moments, streamed
-  // steps) and layers slide; a plan that does not fit with the staging is made without it.
-  if (!(in.cuda && in.moments_8bit && in.streamed_update)) return PlanWith(in, 0, false);
+  // auto: candidates only where the device update can run (8-bit moments, streamed steps) and
+  // layers slide; a plan that does not fit with the staging is made without it. The CPU tier
+  // too: there the "device" update is the same CPU's, and the search finds what it is worth.
+  if (!(in.moments_8bit && in.streamed_update)) return PlanWith(in, 0, false);
   absl::StatusOr<MemoryPlan> with = PlanWith(in, AutoDeviceUpdateLayers(L), /*du_auto=*/true);
   if (with.ok() && with->window_slots < L && with->device_update_layers > 0) return with;
   return PlanWith(in, 0, false);

@@ -323,7 +323,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   m->optimizer->set_nvme(m->nvme.get());
   m->du_count = static_cast<int>(m->du_order.size());
   if (m->plan.device_update_auto) {  // from none, as the tuner starts
-    m->du_tuner = std::make_unique<DeviceUpdateTuner>(m->du_count);
+    DeviceUpdateTunerOptions o;
+    o.cpu_bound_fraction = spec.engine.device_update_cpu_bound;
+    m->du_tuner = std::make_unique<DeviceUpdateTuner>(m->du_count, o);
     SFD_RETURN_IF_ERROR(m->SetDeviceUpdateCount(m->du_tuner->count()));
   }
   return std::unique_ptr<Trainer>(new Trainer(std::move(m)));

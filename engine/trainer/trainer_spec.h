@@ -65,10 +65,13 @@ struct EngineSpec {
   // the update kernel writes the new bf16 weights over the slot's gradient, and all of it
   // returns D2H. Takes the CPU update of those layers off the host, which bounds steps under a
   // budget. Needs optimizer adamw_8bit; their host arenas are pinned. Other steps update them
-  // on the CPU as usual. 0 = off. -1 = auto: where the device update can run (a GPU, 8-bit
-  // moments, streamed steps, sliding layers) two thirds of the layers are candidates and the
-  // count per step is searched on the job's own step times (trainer/device_update_tuner.h).
+  // on the CPU as usual. 0 = off. -1 = auto: where the device update can run (8-bit moments,
+  // streamed steps, sliding layers) two thirds of the layers are candidates and the count per
+  // step is searched on the job's own step times (trainer/device_update_tuner.h).
   int device_update_layers = 0;
+  // auto: search the count only when, at count 0, the CPU AdamW is busy for at least this
+  // fraction of the step (below it the step is not bound by the update; 0 = always search).
+  double device_update_cpu_bound = 0.8;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = every core with a GPU, all but two on CPU

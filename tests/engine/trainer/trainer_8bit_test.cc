@@ -6,6 +6,7 @@
 // the device optimizer give the CPU update's bits (the CPU backend standing in for the device
 // here, the CUDA kernel on the GPU machine) and their state moves between the tiers exactly; a
 // combination it cannot serve is refused naming the key.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -382,21 +383,72 @@ TEST(Trainer8bitTest, CudaChangingDeviceUpdateCountsGiveTheCpuBits) {
   ExpectChangingCountsGiveCpuBits(DeviceKind::kCuda);
 }
 
-// engine.device_update_layers auto plans candidates only where the device update can run: on
-// the CPU tier (no device) it is none, with nothing pinned for it, and the steps report 0.
-TEST(Trainer8bitTest, DeviceUpdateAutoIsNoneOnTheCpuTier) {
+// engine.device_update_layers auto on the CPU tier (five layers through one slot): two thirds
+// of the layers are candidates; the search (forced: the tiny model's steps are not bound by the
+// update) changes the count between steps without changing a bit against none, reports each
+// step's count and whether it was still searching (true, then false for good, within warm-up +
+// count 0 + one try of each candidate), and leaves the state none leaves. Without the force it
+// stops at count 0 after measuring it. Without sliding layers there are no candidates.
+TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
   auto f = testing::LoadGolden("llama31");
-  TrainerSpec s = Spec8Bf16(f, 1, DeviceKind::kCpu, /*max_grad_norm=*/0);
-  s.engine.device_update_layers = -1;
-  auto t = Make(s);
-  ASSERT_TRUE(t);
-  EXPECT_EQ(t->plan().device_update_layers, 0);
-  EXPECT_FALSE(t->plan().device_update_auto);
-  auto st = t->Step({f.batches[0][0]});
-  ASSERT_TRUE(st.ok()) << st.status();
-  EXPECT_EQ(st->device_update_layers, 0);
-  EXPECT_FALSE(st->device_update_tuning);
-  EXPECT_EQ(t->SetDeviceUpdateLayers(1).code(), absl::StatusCode::kInvalidArgument);
+  TrainerSpec none = Spec8Bf16(f, 1, DeviceKind::kCpu, /*max_grad_norm=*/0);
+  none.model_dir = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
+  none.random_init = true;
+  TrainerSpec autos = none;
+  autos.engine.device_update_layers = -1;
+  autos.engine.device_update_cpu_bound = 0;  // search whatever the CPU's share
+  auto ref = Make(none);
+  auto t = Make(autos);
+  ASSERT_TRUE(ref && t);
+  EXPECT_TRUE(t->plan().device_update_auto);
+  ASSERT_EQ(t->plan().device_update_layers, 4);
+  EXPECT_NE(t->plan().summary.find("up to 4 sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
+  const int limit = 2 + 3 * (4 + 1);  // warm-up, then at most every count once (settle + 2)
+  bool searching = true;
+  int last_search_step = -1, max_count_searched = 0;
+  for (int s = 0; s < limit + 3; ++s) {
+    SCOPED_TRACE(::testing::Message() << "step " << s);
+    const std::vector<TokenBatch> batch = {f.batches[s % f.batches.size()][0]};
+    auto want = ref->Step(batch);
+    auto got = t->Step(batch);
+    ASSERT_TRUE(want.ok() && got.ok()) << want.status() << got.status();
+    EXPECT_EQ(got->loss, want->loss);
+    EXPECT_EQ(got->grad_norm, want->grad_norm);
+    EXPECT_GE(got->device_update_layers, 0);
+    EXPECT_LE(got->device_update_layers, 4);
+    if (got->device_update_tuning) {
+      EXPECT_TRUE(searching) << "searching again after it had ended";
+      last_search_step = s;
+      max_count_searched = std::max(max_count_searched, got->device_update_layers);
+    } else {
+      searching = false;
+    }
+  }
+  EXPECT_GE(last_search_step, 1);  // the warm-up steps at least
+  EXPECT_LT(last_search_step, limit);
+  EXPECT_GE(max_count_searched, 2);  // after count 0 it tries (4 + 1) / 2 whatever the times
+  const std::string dref = FreshDir("trainer_8bit_auto_none"), d = FreshDir("trainer_8bit_auto");
+  ASSERT_TRUE(ref->SaveState(dref).ok());
+  ASSERT_TRUE(t->SaveState(d).ok());
+  EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), ModelLayout(*LoadModelConfig(none.model_dir)).num_units() + 1);
+  // Not forced: the tiny model's update is a small share of its step, so count 0 it stays.
+  TrainerSpec unforced = autos;
+  unforced.engine.device_update_cpu_bound = 0.8;
+  auto u = Make(unforced);
+  ASSERT_TRUE(u);
+  for (int s = 0; s < 8; ++s) {
+    auto st = u->Step({f.batches[s % f.batches.size()][0]});
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_EQ(st->device_update_layers, 0) << "step " << s;
+    EXPECT_EQ(st->device_update_tuning, s < 4) << "step " << s;
+  }
+  TrainerSpec resident = autos;
+  resident.engine.window_slots = 5;
+  auto r = Make(resident);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->plan().device_update_layers, 0);
+  EXPECT_FALSE(r->plan().device_update_auto);
+  EXPECT_EQ(r->SetDeviceUpdateLayers(1).code(), absl::StatusCode::kInvalidArgument);
 }
 
 // What engine.device_update_layers cannot serve is refused naming the key: fp32 moments, steps
