@@ -175,7 +175,9 @@ absl::Status ParseEngine(YamlMap m, v1::EngineSpec* e) {
     std::string v;
     SFD_RETURN_IF_ERROR(m.GetString("device_update_layers", &v));
     int32_t n = 0;
-    if (v == "auto") {
+    if (v.empty()) {
+      // null: the default
+    } else if (v == "auto") {
       e->set_device_update_layers(-1);
     } else if (absl::SimpleAtoi(v, &n) && n >= 0) {
       e->set_device_update_layers(n);

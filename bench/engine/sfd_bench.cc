@@ -166,6 +166,10 @@ int Run(const Args& a) {
   spec.engine.device_update_layers = dul == "auto" ? -1 : std::stoi(dul);
   std::vector<int> sweep;  // --device-update-sweep counts
   const int sweep_steps = std::stoi(a.Get("sweep-steps", "4"));
+  if (a.Has("device-update-sweep") && sweep_steps < 2) {
+    std::fprintf(stderr, "error: --sweep-steps must be >= 2 (the first step of each count is not timed)\n");
+    return 2;
+  }
   if (a.Has("device-update-sweep")) {
     std::string list = a.Get("device-update-sweep");
     for (size_t at = 0; at < list.size();) {

@@ -398,10 +398,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // auto: candidates only where the device update can run (8-bit moments, streamed steps) and
   // layers slide; a plan that does not fit with the staging is made without it. The CPU tier
   // too: there the "device" update is the same CPU's, and the search finds what it is worth.
-  if (!(in.moments_8bit && in.streamed_update)) return PlanWith(in, 0, false);
+  absl::StatusOr<MemoryPlan> without = PlanWith(in, 0, false);
+  if (!(in.moments_8bit && in.streamed_update)) return without;
+  if (without.ok() && without->window_slots == L) return without;  // every layer resident
   absl::StatusOr<MemoryPlan> with = PlanWith(in, AutoDeviceUpdateLayers(L), /*du_auto=*/true);
   if (with.ok() && with->window_slots < L && with->device_update_layers > 0) return with;
-  return PlanWith(in, 0, false);
+  return without;
 }
 
 }  // namespace sfd

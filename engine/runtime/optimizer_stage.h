@@ -24,6 +24,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdint>
@@ -84,10 +85,10 @@ class OptimizerStage {
   void WaitAll();
   // Sets every unit's version (after loading a checkpoint).
   void ResetVersions(int64_t version);
-  double last_update_seconds() const { return last_seconds_; }
+  double last_update_seconds() const { return last_seconds_.load(); }
   // Of that, the time spent updating (waits for gradients to land left out): what the update
   // costs the CPU, whether or not the step waited for it.
-  double last_update_busy_seconds() const { return last_busy_seconds_; }
+  double last_update_busy_seconds() const { return last_busy_seconds_.load(); }
   // Units [0, n) are updated on the device (DeviceOptimizer): only their version advances here.
   void set_device_units(int n) { device_units_ = n; }
   // Units `store` holds (on_nvme) take their m and v from it (set before the first step).
@@ -150,8 +151,8 @@ class OptimizerStage {
   int device_units_ = 0;
   NvmeStore* nvme_ = nullptr;
   absl::Status error_;  // first NVMe failure
-  double last_seconds_ = 0;
-  double last_busy_seconds_ = 0;
+  std::atomic<double> last_seconds_{0};  // written by the optimizer thread, read by the trainer
+  std::atomic<double> last_busy_seconds_{0};
   // SFD_STAGE_TRACE=FILE: one CSV line per unit update (step, unit, kind, ms from the step's
   // arming/launch to: picked, gradient landed, done) — how the update overlaps the pass.
   std::FILE* trace_ = nullptr;

@@ -33,6 +33,10 @@ void DeviceUpdateTuner::Observe(double step_seconds, double optimizer_seconds, i
   Measured(mean, frac);
 }
 
+void DeviceUpdateTuner::Disturbed() {
+  if (!done_) skip_ = std::max(skip_, 1);
+}
+
 void DeviceUpdateTuner::Measured(double seconds_per_token, double optimizer_fraction) {
   measured_[current_] = seconds_per_token;
   if (measured_.size() == 1) {  // count 0, the first measurement

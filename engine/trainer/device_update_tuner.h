@@ -48,6 +48,9 @@ class DeviceUpdateTuner {
   // Reports the streamed step just run with count(): its wall seconds, its CPU AdamW seconds
   // and its tokens.
   void Observe(double step_seconds, double optimizer_seconds, int64_t tokens);
+  // Something other than a step (an evaluation, a checkpoint) waited for the update in flight:
+  // the next step would look faster than it is, so it is not measured.
+  void Disturbed();
   // "count: ms per 1k tokens" for each count measured, and the choice (for the log).
   std::string Summary() const;
 

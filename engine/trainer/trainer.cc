@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -176,7 +177,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
   pin.streamed_update = dtype == at::kBFloat16 && !(spec.max_grad_norm > 0) &&
-                        spec.engine.max_micro_batches_per_step <= 1;
+                        spec.engine.max_micro_batches_per_step == 1;
   if (spec.engine.staging_elems > 0) pin.staging_elems = spec.engine.staging_elems;
   pin.config = &config;
   pin.layout = layout.get();
@@ -387,8 +388,9 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   const bool direct = m.dtype == at::kBFloat16 && micro_batches.size() == 1;
   const bool streamed = direct && !(m.spec.max_grad_norm > 0);
   if (!direct) SFD_RETURN_IF_ERROR(EnsureGradArenas(&m.host));
+  // The search's count while it runs, its choice once it has ended.
   const bool tuning = streamed && m.du_tuner && !m.du_tuner->done();
-  if (tuning) SFD_RETURN_IF_ERROR(m.SetDeviceUpdateCount(m.du_tuner->count()));
+  if (streamed && m.du_tuner) SFD_RETURN_IF_ERROR(m.SetDeviceUpdateCount(m.du_tuner->count()));
   if (streamed) {
     m.optimizer->BeginStreaming(hp);
     m.executor->set_stream_update_step(hp);
@@ -492,7 +494,14 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   return st;
 }
 
+std::optional<int> Trainer::device_update_choice() const {
+  const Impl& m = *impl_;
+  if (!m.du_tuner || !m.du_tuner->done()) return std::nullopt;
+  return m.du_tuner->count();
+}
+
 absl::StatusOr<double> Trainer::Evaluate(const std::vector<TokenBatch>& batches) {
+  if (impl_->du_tuner) impl_->du_tuner->Disturbed();
   int64_t targets = 0;
   for (const TokenBatch& b : batches) targets += b.num_target_tokens();
   if (targets == 0) return absl::InvalidArgumentError("evaluation batches have no target tokens");
@@ -508,6 +517,7 @@ absl::StatusOr<std::vector<float>> Trainer::Logits(const TokenBatch& batch) {
 
 absl::Status Trainer::SaveModel(const std::string& dir) {
   Impl& m = *impl_;
+  if (m.du_tuner) m.du_tuner->Disturbed();
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   m.optimizer->WaitAll();
   SFD_RETURN_IF_ERROR(m.CheckNvme());
@@ -530,6 +540,7 @@ absl::Status Trainer::SaveModel(const std::string& dir) {
 }
 
 absl::Status Trainer::SaveState(const std::string& dir) {
+  if (impl_->du_tuner) impl_->du_tuner->Disturbed();  // waits for the update in flight
   Impl& m = *impl_;
   if (!m.invalid_state.empty()) return absl::FailedPreconditionError(m.invalid_state);
   m.optimizer->WaitAll();
@@ -539,6 +550,7 @@ absl::Status Trainer::SaveState(const std::string& dir) {
 }
 
 absl::Status Trainer::LoadState(const std::string& dir) {
+  if (impl_->du_tuner) impl_->du_tuner->Disturbed();
   Impl& m = *impl_;
   m.optimizer->WaitAll();
   SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host, m.nvme.get()));

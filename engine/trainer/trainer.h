@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,9 @@ class Trainer {
   // plan's device_update_layers candidates (more is InvalidArgument). Stops the auto search.
   // Changes no bit of the training (the same update runs on the device or the CPU).
   absl::Status SetDeviceUpdateLayers(int layers);
+  // engine.device_update_layers auto: the count the search chose (nullopt while it runs, or
+  // without auto).
+  std::optional<int> device_update_choice() const;
   // Mean cross-entropy over all target tokens of `batches`; no parameter change.
   absl::StatusOr<double> Evaluate(const std::vector<TokenBatch>& batches);
   // Full fp32 logits [rows, seq, vocab] of one batch with the current weights (tests, small

@@ -99,6 +99,10 @@ TEST(SpecConvertTest, DeviceUpdateLayersReachTheEngineSpec) {
   auto a = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\nengine: {device_update_layers: auto}\n"));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->engine.device_update_layers, -1);
+  // A key with no value keeps the default.
+  auto null = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\nengine: {device_update_layers: }\n"));
+  ASSERT_TRUE(null.ok()) << null.status();
+  EXPECT_EQ(null->engine.device_update_layers, 0);
   auto plain = ToEngineJobSpec(*ParseJobYaml("model: /m\ndata: {train: /t}\n"));
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(plain->engine.device_update_layers, 0);

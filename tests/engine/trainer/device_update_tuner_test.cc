@@ -149,6 +149,25 @@ TEST(DeviceUpdateTunerTest, ComparesTimePerTokenNotPerStep) {
   EXPECT_EQ(t.count(), 2) << t.Summary();
 }
 
+TEST(DeviceUpdateTunerTest, StepAfterADisturbanceIsNotMeasured) {
+  // One candidate, one step per count. After count 0 (60 us/token) the tuner tries count 1;
+  // an evaluation then absorbs the update in flight, so the next step looks fast (30 us/token)
+  // and is ignored; the real one (61 us/token) loses to count 0.
+  DeviceUpdateTunerOptions o;
+  o.warmup_steps = 0;
+  o.settle_steps = 0;
+  o.measure_steps = 1;
+  DeviceUpdateTuner t(1, o);
+  t.Observe(60e-6 * kTokens, 60e-6 * kTokens, kTokens);
+  ASSERT_EQ(t.count(), 1);
+  t.Disturbed();
+  t.Observe(30e-6 * kTokens, 30e-6 * kTokens, kTokens);
+  EXPECT_FALSE(t.done());
+  t.Observe(61e-6 * kTokens, 61e-6 * kTokens, kTokens);
+  ASSERT_TRUE(t.done());
+  EXPECT_EQ(t.count(), 0) << t.Summary();
+}
+
 TEST(DeviceUpdateTunerTest, NoCandidatesMeansDoneAtZero) {
   DeviceUpdateTuner t(0);
   EXPECT_TRUE(t.done());

@@ -394,6 +394,7 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
   TrainerSpec none = Spec8Bf16(f, 1, DeviceKind::kCpu, /*max_grad_norm=*/0);
   none.model_dir = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
   none.random_init = true;
+  none.engine.max_micro_batches_per_step = 1;  // every step streams (auto plans nothing otherwise)
   TrainerSpec autos = none;
   autos.engine.device_update_layers = -1;
   autos.engine.device_update_cpu_bound = 0;  // search whatever the CPU's share
@@ -422,6 +423,9 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
       max_count_searched = std::max(max_count_searched, got->device_update_layers);
     } else {
       searching = false;
+      // Once the search has ended, every step runs its choice.
+      ASSERT_TRUE(t->device_update_choice().has_value());
+      EXPECT_EQ(got->device_update_layers, *t->device_update_choice());
     }
   }
   EXPECT_GE(last_search_step, 1);  // the warm-up steps at least
@@ -442,6 +446,13 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
     EXPECT_EQ(st->device_update_layers, 0) << "step " << s;
     EXPECT_EQ(st->device_update_tuning, s < 4) << "step " << s;
   }
+  // Steps that may accumulate (max_micro_batches_per_step not 1) never stream: no candidates.
+  TrainerSpec accumulating = autos;
+  accumulating.engine.max_micro_batches_per_step = 0;
+  auto acc = Make(accumulating);
+  ASSERT_TRUE(acc);
+  EXPECT_EQ(acc->plan().device_update_layers, 0);
+  EXPECT_FALSE(acc->device_update_choice().has_value());
   TrainerSpec resident = autos;
   resident.engine.window_slots = 5;
   auto r = Make(resident);
