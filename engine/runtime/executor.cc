@@ -122,6 +122,13 @@ absl::Status Executor::Allocate() {
     grad_pinned_busy_.push_back(false);
   }
   SFD_ASSIGN_OR_RETURN(fp32_chunk_, backend_->AllocPinned(staging, at::kFloat));
+  if (dt == at::kBFloat16) {  // streamed passes' embedding rows (StageDedicated)
+    const int64_t rows = options_.max_tokens_per_micro_batch > 0
+                             ? std::min<int64_t>(config_.vocab_size, options_.max_tokens_per_micro_batch)
+                             : config_.vocab_size;
+    SFD_ASSIGN_OR_RETURN(held_idx_pinned_, backend_->AllocPinned(rows, at::kLong));
+    SFD_ASSIGN_OR_RETURN(held_idx_dev_, device(rows, at::kLong));
+  }
   bool device_update = false;
   for (bool b : options_.device_update_units) device_update = device_update || b;
   device_updated_ = options_.device_update_units;
@@ -217,12 +224,10 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     mirror_input_layers_ = in_mirror ? offloaded_layers : 0;
     uses_done_ = 0;
     loads_issued_ = 0;
+    staged_bytes_ = 0;
     ++pass_id_;
   }
   cv_.notify_all();
-  for (const SlotLoad& l : sched.loads) {
-    stats.h2d_bytes += (*host_)[l.unit].numel() * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
-  }
 
   const int head = layout_.head_unit();
   const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
@@ -375,10 +380,15 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
           if (split_embedding) {
             EmbeddingPartialD2H(batches[current_mb]);
             stats.d2h_bytes += vocab * d * static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
+            // Those rows' new weights go up once updated (HostUnitUpdated), if they can be
+            // updated apart from the batch's rows.
+            const HostUnit& e = (*host_)[ModelLayout::kEmbeddingUnit];
+            if (e.RowsSplit(d)) stats.h2d_bytes += e.mirror.nbytes();
           }
           if (stream_update_ && !OnDevice(head)) {  // the head's gradient is complete too
             CastD2H(head_grad_, (*host_)[head].mirror);
             stats.d2h_bytes += (*host_)[head].mirror.nbytes();
+            stats.h2d_bytes += (*host_)[head].mirror.nbytes();  // and its new weights go up early
             AnnounceGrad(head);
           }
           dx = out.dhidden.view({mb.rows, mb.seq, d});
@@ -538,6 +548,7 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
     cv_.wait(lock, [&] { return !stager_busy_; });
     schedule_ = nullptr;
   }
+  stats.h2d_bytes += staged_bytes_;
   if (!failure().ok()) {
     // Copies already queued (into the mirrors too) finish before the caller repairs anything;
     // a device fault may make that throw as well.

@@ -9,6 +9,10 @@
 //  - a device_update_units layer in a streaming pass: not its gradient but its new bf16 weights
 //    (the 8-bit update runs on the D2H stream over the slot's gradient), followed by its state
 //    (SlidingDeviceUpdate); the slot's grad_copied then covers the kernel and both copies.
+// The embedding and head have buffers of their own, which remember the version they hold: a
+// load of that version sends nothing. In streaming passes their new weights go up as soon as
+// the optimizer has them (HostUnitUpdated: the embedding's rows but the batch's, and the head),
+// and the next load of the embedding sends only the batch's rows.
 // Compute never waits on the host except for loads not yet issued.
 // Definitions: executor.cc (the compute side: Run), executor_transfers.cc (stager and drain
 // threads, gradient/activation copies) and executor_device_update.cc (device-optimizer units,
@@ -18,10 +22,13 @@
 //   slot k: weights [layer numel], grads [layer numel]           (k < num_slots)
 //   embedding weights [V*d]; head weights [head numel]
 //   embedding grad, head grad: fp32, accumulated over the step's micro-batches
+//   bf16 compute: held-row indices int64 [min(V, max tokens per micro-batch)] (the embedding's
+//   row fix-up; its rows pass through slot 0's grads buffer)
 //   with device_update_units: 2 state stages, each master fp32 [layer numel], codes uint8
 //   [layer numel] x 2, scales fp32 [Q8Blocks(layer numel)] x 2
 // Pinned buffers: grad ring (kGradBuffers x layer numel, compute dtype; accumulate mode only),
-// one fp32 chunk [staging_elems] for the embedding/head grads, and per offloaded layer its saved
+// one fp32 chunk [staging_elems] for the embedding/head grads, the held-row indices (int64, as
+// on the device; bf16 compute), and per offloaded layer its saved
 // input [tokens * d] (with inputs_in_mirrors, only what exceeds the layer's mirror; plus the
 // reload ring, 2 x bf16 [min(layer numel, staging_elems)]).
 #pragma once
@@ -162,7 +169,8 @@ class Executor {
   bool OnDevice(int unit) const { return dev_opt_ != nullptr && dev_opt_->has(unit); }
   // AdamW on the device for those units, after a Train pass (`direct` as that pass).
   absl::Status DeviceUpdate(const AdamWStep& hp, bool direct);
-  // Host arenas <-> device optimizer state (after loading a checkpoint / before saving one).
+  // Host arenas <-> device optimizer state (after loading a checkpoint / before saving one);
+  // the upload also marks the embedding and head buffers stale (the next pass reloads them).
   absl::Status UploadDeviceState();
   absl::Status DownloadDeviceState();
   // The AdamW step the next streaming Train pass applies to device_update_units layers.
@@ -171,6 +179,13 @@ class Executor {
   // between passes only): a subset, since only those have pinned state and staging. The
   // others go the CPU's way. Changing it between steps changes no bit (the same update).
   absl::Status SetDeviceUpdated(std::vector<bool> units);
+  // Streaming passes (OptimizerStage::set_on_streamed_update, the stage's thread): the CPU has
+  // updated `unit` for `step` — the embedding's rows but the batch's (`partial`), or the head.
+  // Its new weights go up now on the H2D stream after `landed` (compute is done with the unit in
+  // this pass), not at the next pass's start: the next load of the embedding then moves only
+  // the batch's rows (gathered from the mirror, scattered on the device), and of the head none.
+  // Other units: nothing.
+  void HostUnitUpdated(int unit, int64_t step, bool partial, const std::shared_ptr<Event>& landed);
   // Device bytes of the buffers this executor allocated up front.
   int64_t device_buffer_bytes() const { return device_bytes_; }
 
@@ -200,7 +215,18 @@ class Executor {
   void CastD2H(const at::Tensor& src, const at::Tensor& dst);
   absl::Status EmbeddingRowsD2H();
   std::vector<int32_t> held_rows_;  // sorted unique token ids of the streamed pass's batch
-  at::Tensor held_rows_pinned_;     // bf16 [held rows * d] pinned: their final gradients
+  // bf16 [held rows * d] pinned: their final gradients; at the next pass's start, their new
+  // weights on the way up (StageDedicated).
+  at::Tensor held_rows_pinned_;
+  // The held rows' indices for that fix-up: int64 [min(vocab, max tokens per micro-batch)],
+  // pinned and device (bf16 compute only).
+  at::Tensor held_idx_pinned_, held_idx_dev_;
+  // Which weights the dedicated buffers hold (guarded by mu_): embed_w_ / head_w_ hold version
+  // embed_version_ / head_version_ (-1: none known); embed_rows_version_: embed_w_ holds that
+  // version in every row but held_rows_ (an early upload), which its next load fixes.
+  int64_t embed_version_ = -1, head_version_ = -1, embed_rows_version_ = -1;
+  // Weight bytes the stager sent in the current pass.
+  std::atomic<int64_t> staged_bytes_{0};
   bool stream_update_ = false;  // the current pass streams its gradients to the optimizer
   absl::Status Validate(const TokenBatch& batch) const;
   absl::StatusOr<MicroBatch> Upload(const TokenBatch& batch);
@@ -209,6 +235,10 @@ class Executor {
   // Stager thread.
   void StagerLoop();
   void StageLoad(const SlotLoad& load, int index, Phase first_use_phase);
+  // StageLoad of the embedding or the head (not device-optimizer units): nothing when the
+  // buffer holds version_ already, the held rows when an early upload left only them, else
+  // the whole unit.
+  void StageDedicated(int unit);
   // Drain thread.
   void DrainLoop();
   void EnqueueGradD2H(int unit, int slot, bool first_micro_batch, PassStats* stats);

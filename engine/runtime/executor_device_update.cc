@@ -36,6 +36,10 @@ absl::Status Executor::DeviceUpdate(const AdamWStep& hp, bool direct) {
 }
 
 absl::Status Executor::UploadDeviceState() {
+  {  // the host weights changed under the same versions: the dedicated buffers are stale
+    std::lock_guard<std::mutex> lock(mu_);
+    embed_version_ = head_version_ = embed_rows_version_ = -1;
+  }
   if (dev_opt_ == nullptr) return absl::OkStatus();
   for (int u = 0; u < dev_opt_->num_units(); ++u) weights_current_[u] = false;  // reload weights
   return dev_opt_->Upload(*host_);

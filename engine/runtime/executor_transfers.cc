@@ -115,8 +115,14 @@ void Executor::StageLoad(const SlotLoad& load, int index, Phase first_use_phase)
     load_events_[index]->Record(StreamId::kH2D);
     return;
   }
+  if (load.slot < 0 && !OnDevice(load.unit)) {  // the embedding or the head
+    StageDedicated(load.unit);
+    load_events_[index]->Record(StreamId::kH2D);
+    return;
+  }
   const HostUnit& h = (*host_)[load.unit];
   const at::Tensor dst = DeviceWeights(load.unit, load.slot);
+  staged_bytes_ += dst.nbytes();
   if (ReloadsFromMaster(load, first_use_phase)) {
     // The mirror holds the layer's saved input: round the master to bf16 (the bits the optimizer
     // wrote into the mirror) a chunk at a time into the pinned ring, each chunk's H2D overlapping
@@ -143,6 +149,81 @@ void Executor::StageLoad(const SlotLoad& load, int index, Phase first_use_phase)
   backend_->Copy(dst, h.mirror.defined() ? h.mirror : h.master, StreamId::kH2D);
   load_events_[index]->Record(StreamId::kH2D);
   if (OnDevice(load.unit)) weights_current_[load.unit] = true;
+}
+
+void Executor::StageDedicated(int unit) {
+  const bool embed = unit == ModelLayout::kEmbeddingUnit;
+  const HostUnit& h = (*host_)[unit];
+  const at::Tensor dst = embed ? embed_w_ : head_w_;
+  int64_t current, rows_current;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current = embed ? embed_version_ : head_version_;
+    rows_current = embed ? embed_rows_version_ : -1;
+  }
+  if (current == version_) return;  // uploaded early, or by an earlier pass of this version
+  const int64_t d = config_.hidden_size, n = static_cast<int64_t>(held_rows_.size());
+  const bool fix_rows = rows_current == version_ && h.mirror.defined() && held_idx_dev_.defined() &&
+                        n <= held_idx_dev_.numel() && n * d <= slots_[0].grads.numel() &&
+                        held_rows_pinned_.defined() && held_rows_pinned_.numel() >= n * d;
+  if (fix_rows) {
+    // Every row but the held ones went up after their early update; the held rows' updates
+    // have ended since (wait_for_update): gather them, send them with their indices into
+    // slot 0's gradient buffer (free until this pass's backward, once its last D2H is done)
+    // and scatter them there, all on the H2D stream.
+    const auto* mirror = reinterpret_cast<const uint16_t*>(h.mirror.data_ptr());
+    auto* rows = reinterpret_cast<uint16_t*>(held_rows_pinned_.data_ptr());
+    int64_t* idx = held_idx_pinned_.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(rows + i * d, mirror + static_cast<int64_t>(held_rows_[i]) * d, d * sizeof(uint16_t));
+      idx[i] = held_rows_[i];
+    }
+    const at::Tensor scratch = slots_[0].grads.narrow(0, 0, n * d);
+    backend_->StreamWait(StreamId::kH2D, *slots_[0].grad_copied);
+    backend_->Copy(held_idx_dev_.narrow(0, 0, n), held_idx_pinned_.narrow(0, 0, n), StreamId::kH2D);
+    backend_->Copy(scratch, held_rows_pinned_.narrow(0, 0, n * d), StreamId::kH2D);
+    {
+      std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kH2D);
+      embed_w_.narrow(0, 0, config_.vocab_size * d).view({config_.vocab_size, d})
+          .index_copy_(0, held_idx_dev_.narrow(0, 0, n), scratch.view({n, d}));
+    }
+    staged_bytes_ += n * d * static_cast<int64_t>(sizeof(uint16_t)) + n * static_cast<int64_t>(sizeof(int64_t));
+  } else {
+    // bf16: the pinned mirror the optimizer wrote; fp32 compute: the master itself.
+    backend_->Copy(dst, h.mirror.defined() ? h.mirror : h.master, StreamId::kH2D);
+    staged_bytes_ += dst.nbytes();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  (embed ? embed_version_ : head_version_) = version_;
+  if (embed) embed_rows_version_ = -1;
+}
+
+void Executor::HostUnitUpdated(int unit, int64_t step, bool partial, const std::shared_ptr<Event>& landed) {
+  const bool embed = unit == ModelLayout::kEmbeddingUnit;
+  if (OnDevice(unit) || !(embed ? partial : unit == layout_.head_unit() && !partial)) return;
+  const HostUnit& h = (*host_)[unit];
+  if (!h.mirror.defined()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (embed) {
+      embed_version_ = -1;  // the held rows hold the mirror's gradient bits until their fix-up
+      embed_rows_version_ = step;
+    } else {
+      head_version_ = -1;
+    }
+  }
+  absl::Status st = compat::CatchTorch("sending updated weights up early", [&] {
+    if (landed) backend_->StreamWait(StreamId::kH2D, *landed);
+    backend_->Copy(embed ? embed_w_ : head_w_, h.mirror, StreamId::kH2D);
+  });
+  if (!st.ok()) {
+    Fail(st);
+    return;
+  }
+  if (!embed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    head_version_ = step;
+  }
 }
 
 // ---------------------------------------------------------------- drain thread

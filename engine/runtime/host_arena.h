@@ -37,6 +37,9 @@ struct HostUnit {
   int64_t numel() const { return master.numel(); }
   bool moments_8bit() const { return m_scale.defined(); }
   Q8Moments q8() const;  // the 8-bit moments (moments_8bit() only)
+  // Whether rows of `row_elems` can be updated apart from the rest (OptimizerStage's row-split
+  // update): 8-bit moments share a scale per kQ8Block elements, so rows must tile into blocks.
+  bool RowsSplit(int64_t row_elems) const { return !moments_8bit() || row_elems % kQ8Block == 0; }
 };
 
 // Allocates zeroed master/m/v for every unit (no m/v where `moments_on_nvme[u]`; 8-bit codes

@@ -294,17 +294,14 @@ bool OptimizerStage::PickLocked(int64_t step, int* unit, bool* partial) {
   return false;
 }
 
-bool OptimizerStage::RowsSplittable(int u) const {
-  const HostUnit& h = (*host_)[u];
-  return !h.moments_8bit() || split_[u].row_elems % kQ8Block == 0;
-}
+bool OptimizerStage::RowsSplittable(int u) const { return (*host_)[u].RowsSplit(split_[u].row_elems); }
 
-void OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
+bool OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
   HostUnit& h = (*host_)[u];
   const RowSplit& r = split_[u];
   // 8-bit moments share a scale per block of kQ8Block elements: rows that do not tile into
   // blocks wait for the held rows and the unit is updated whole (UpdateHeldRows).
-  if (!RowsSplittable(u)) return;
+  if (!RowsSplittable(u)) return false;
   SFD_CHECK(nvme_ == nullptr || !nvme_->on_nvme(u)) << "row-split unit " << u << " on NVMe";
   const int64_t rows = h.numel() / r.row_elems;
   // Row ranges between the held rows, cut into pieces of about one AdamW chunk.
@@ -331,7 +328,7 @@ void OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
       const int64_t off = pieces[i].first, cnt = pieces[i].second;
       AdamW8bitKernelBf16Grad(level, hp8, off, master + off, q.At(off), mirror + off, mirror + off, cnt);
     });
-    return;
+    return true;
   }
   float* m = h.m.data_ptr<float>();
   float* v = h.v.data_ptr<float>();
@@ -339,6 +336,7 @@ void OptimizerStage::UpdateAllRowsBut(int u, const AdamWStep& hp) {
     const int64_t off = pieces[i].first, cnt = pieces[i].second;
     AdamWKernelBf16Grad(level, hp, master + off, m + off, v + off, mirror + off, mirror + off, cnt);
   });
+  return true;
 }
 
 void OptimizerStage::UpdateHeldRows(int u, const AdamWStep& hp) {
@@ -400,13 +398,14 @@ void OptimizerStage::Loop() {
       int u = -1;
       bool partial = false;
       std::shared_ptr<Event> landed;
-      bool skip, updated;
+      bool skip, updated, streaming;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return PickLocked(hp.step, &u, &partial); });
         landed = partial ? split_[u].landed : std::move(landed_[u]);
         skip = skip_[u];
         updated = updated_[u];
+        streaming = streaming_;
       }
       const auto t_pick = std::chrono::steady_clock::now();
       auto t_landed = t_pick;
@@ -420,13 +419,15 @@ void OptimizerStage::Loop() {
         if (landed_ok.ok() && updated) {
           // Updated on the device (MarkUpdated): `landed` was its state's return to the host.
         } else if (landed_ok.ok()) {
+          bool changed = true;
           if (partial) {
-            UpdateAllRowsBut(u, hp);
+            changed = UpdateAllRowsBut(u, hp);
           } else if (split_[u].announced) {
             UpdateHeldRows(u, hp);
           } else {
             UpdateUnit(u, hp, in_mirror);
           }
+          if (changed && streaming && on_streamed_update_) on_streamed_update_(u, hp.step, partial, landed);
         }
       }
       busy += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_landed).count();

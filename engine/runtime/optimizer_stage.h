@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -89,6 +90,13 @@ class OptimizerStage {
   // Of that, the time spent updating (waits for gradients to land left out): what the update
   // costs the CPU, whether or not the step waited for it.
   double last_update_busy_seconds() const { return last_busy_seconds_.load(); }
+  // Called on the stage's thread after a streaming step's CPU update of a unit, before its
+  // version advances (`partial`: the all-rows-but-the-held ones part of a row-split unit;
+  // `landed`: the event its gradient's copy completed, so compute's use of the unit in that
+  // pass is done). The executor sends the embedding's and the head's new weights up then
+  // (Executor::HostUnitUpdated). Set before the first step.
+  using UpdatedFn = std::function<void(int unit, int64_t step, bool partial, const std::shared_ptr<Event>& landed)>;
+  void set_on_streamed_update(UpdatedFn f) { on_streamed_update_ = std::move(f); }
   // Units [0, n) are updated on the device (DeviceOptimizer): only their version advances here.
   void set_device_units(int n) { device_units_ = n; }
   // Units `store` holds (on_nvme) take their m and v from it (set before the first step).
@@ -101,7 +109,8 @@ class OptimizerStage {
   void Loop();
   void UpdateUnit(int unit, const AdamWStep& hp, bool in_mirror);
   // Row-split updates (MarkPartial / MarkRows); grads in the mirror.
-  void UpdateAllRowsBut(int unit, const AdamWStep& hp);
+  // False when the unit cannot be split (RowsSplittable): nothing was updated yet.
+  bool UpdateAllRowsBut(int unit, const AdamWStep& hp);
   void UpdateHeldRows(int unit, const AdamWStep& hp);
   // False for a unit with 8-bit moments whose rows do not tile into kQ8Block blocks: its
   // row-split update becomes one whole-unit update once the held rows arrive.
@@ -150,6 +159,7 @@ class OptimizerStage {
   std::vector<RowSplit> split_;
   int device_units_ = 0;
   NvmeStore* nvme_ = nullptr;
+  UpdatedFn on_streamed_update_;
   absl::Status error_;  // first NVMe failure
   std::atomic<double> last_seconds_{0};  // written by the optimizer thread, read by the trainer
   std::atomic<double> last_busy_seconds_{0};

@@ -321,6 +321,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,
                                                      m->io.get(), eo));
   m->optimizer->set_device_units(m->plan.device_optimizer_units);
+  m->optimizer->set_on_streamed_update(
+      [e = m->executor.get()](int u, int64_t step, bool partial, const std::shared_ptr<Event>& landed) {
+        e->HostUnitUpdated(u, step, partial, landed);
+      });
   m->optimizer->set_nvme(m->nvme.get());
   m->du_count = static_cast<int>(m->du_order.size());
   if (m->plan.device_update_auto) {  // from none, as the tuner starts

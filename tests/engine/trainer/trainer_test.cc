@@ -3,6 +3,7 @@
 // logits, and bad input is a clear error, never a crash.
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include "engine/common/remove_tree.h"
 #include "engine/io/model_config.h"
@@ -254,12 +255,18 @@ TEST(TrainerTest, DeviceOptimizerEqualsCpuOptimizer) {
 // backward of the layers before it). Same arithmetic as the update launched after the backward
 // with a clip coefficient of exactly 1 — so the runs must match bit for bit.
 // The embedding is updated in two parts (all rows but the batch's tokens right after the LM
-// head, the token rows at the end), tied (llama_tied_bias) and untied (llama31).
+// head, the token rows at the end), tied (llama_tied_bias) and untied (llama31). Streamed, the
+// first part's new weights and the head's go up as soon as they are updated, so a step then
+// starts by sending only the previous batch's token rows (and their indices) for the
+// embedding and nothing for the head: its H2D bytes are the launched step's plus those rows
+// and their indices (the early uploads count in the step whose update made them).
 TEST(TrainerTest, StreamedUpdateEqualsUpdateAfterBackward) {
   for (const char* family : {"llama31", "llama_tied_bias"})
   for (int slots : {1, 2}) {
     SCOPED_TRACE(family);
     auto f = testing::LoadGolden(family);
+    absl::StatusOr<ModelConfig> config = LoadModelConfig(f.model_dir);
+    ASSERT_TRUE(config.ok()) << config.status();
     TrainerSpec streamed = testing::GoldenSpec(f, slots);
     streamed.engine.compute_dtype = "bf16";
     streamed.max_grad_norm = 0;          // streamed
@@ -276,12 +283,51 @@ TEST(TrainerTest, StreamedUpdateEqualsUpdateAfterBackward) {
       EXPECT_EQ(sa->grad_norm, sb->grad_norm) << "slots " << slots << " step " << s;
       // Streamed sends the whole embedding gradient early plus the batch's token rows again.
       EXPECT_GT(sa->d2h_bytes, sb->d2h_bytes) << "slots " << slots << " step " << s;
+      if (s > 0) {
+        const std::vector<int32_t>& ids = f.batches[s - 1][0].input_ids;
+        const int64_t rows = static_cast<int64_t>(std::set<int32_t>(ids.begin(), ids.end()).size());
+        EXPECT_EQ(sa->h2d_bytes, sb->h2d_bytes + rows * (config->hidden_size * 2 + 8))
+            << "slots " << slots << " step " << s;
+      }
     }
+    // The evaluation and logits passes after the last step: the streamed trainer's embedding
+    // comes from the early upload and that step's rows, its head from the early upload; the
+    // launched one loads both whole. Then both already hold them.
+    ASSERT_TRUE(a->Evaluate({f.batches[0][0]}).ok());
+    ASSERT_TRUE(b->Evaluate({f.batches[0][0]}).ok());
     auto la = a->Logits(f.batches[0][0]);
     auto lb = b->Logits(f.batches[0][0]);
     ASSERT_TRUE(la.ok() && lb.ok());
     EXPECT_EQ(testing::RelErr(*la, *lb), 0) << "slots " << slots;
   }
+}
+
+// The embedding and head buffers remember which version they hold; a checkpoint of the same
+// step but other weights must still replace them.
+TEST(TrainerTest, LoadingAStateOfTheSameStepReloadsEmbeddingAndHead) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec spec = testing::GoldenSpec(f, 1);
+  spec.engine.compute_dtype = "bf16";
+  spec.max_grad_norm = 0;
+  spec.schedule.warmup_steps = 0;  // the first step moves the weights
+  const std::string dir = ::testing::TempDir() + "/same_step_other_weights";
+  (void)::sfd::RemoveTree(dir);
+  TrainerSpec other = spec;
+  other.optimizer.lr *= 3;  // (Adam's first step is about lr * sign(g): change the size)
+  auto a = Make(spec);
+  auto c = Make(other);
+  ASSERT_TRUE(a && c);
+  ASSERT_TRUE(a->Step({f.batches[0][0]}).ok());
+  ASSERT_TRUE(c->Step({f.batches[0][0]}).ok());
+  ASSERT_TRUE(c->SaveState(dir).ok());
+  auto before = a->Logits(f.batches[0][0]);  // a's buffers now hold its step-1 weights
+  ASSERT_TRUE(a->LoadState(dir).ok());
+  ASSERT_EQ(a->step(), 1);
+  auto la = a->Logits(f.batches[0][0]);
+  auto lc = c->Logits(f.batches[0][0]);
+  ASSERT_TRUE(before.ok() && la.ok() && lc.ok());
+  EXPECT_GT(testing::RelErr(*before, *lc), 0);  // the two step-1 states differ
+  EXPECT_EQ(testing::RelErr(*la, *lc), 0);
 }
 
 // A streamed update cannot be skipped once the norm turns out non-finite: the step fails, the
