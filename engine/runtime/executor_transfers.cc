@@ -169,8 +169,8 @@ void Executor::StageDedicated(int unit) {
   if (fix_rows) {
     // Every row but the held ones went up after their early update; the held rows' updates
     // have ended since (wait_for_update): gather them, send them with their indices into
-    // slot 0's gradient buffer (free until this pass's backward, once its last D2H is done)
-    // and scatter them there, all on the H2D stream.
+    // slot 0's gradient buffer (free until this pass's backward, once its last D2H is done),
+    // scatter them from there and zero it again, all on the H2D stream.
     const auto* mirror = reinterpret_cast<const uint16_t*>(h.mirror.data_ptr());
     auto* rows = reinterpret_cast<uint16_t*>(held_rows_pinned_.data_ptr());
     int64_t* idx = held_idx_pinned_.data_ptr<int64_t>();
@@ -186,6 +186,7 @@ void Executor::StageDedicated(int unit) {
       std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kH2D);
       embed_w_.narrow(0, 0, config_.vocab_size * d).view({config_.vocab_size, d})
           .index_copy_(0, held_idx_dev_.narrow(0, 0, n), scratch.view({n, d}));
+      scratch.zero_();  // the buffer's alignment padding is never written by a backward
     }
     staged_bytes_ += n * d * static_cast<int64_t>(sizeof(uint16_t)) + n * static_cast<int64_t>(sizeof(int64_t));
   } else {
