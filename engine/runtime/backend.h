@@ -21,8 +21,11 @@ namespace sfd {
 
 // kStateH2D carries the optimizer state of device-updated layers (engine.device_update_layers)
 // up to the device: its waits for a staging buffer's previous occupant never hold up the weight
-// loads queued on kH2D.
-enum class StreamId { kCompute = 0, kH2D = 1, kD2H = 2, kStateH2D = 3 };
+// loads queued on kH2D. kEarlyH2D carries the embedding's and head's new weights up during a
+// streamed backward (Executor::HostUnitUpdated): ~1 GB copies that would otherwise queue ahead
+// of the backward's layer loads.
+enum class StreamId { kCompute = 0, kH2D = 1, kD2H = 2, kStateH2D = 3, kEarlyH2D = 4 };
+constexpr int kNumStreams = 5;
 
 // A point in a stream's work. Record/wait are cheap; Synchronize blocks the calling thread.
 class Event {

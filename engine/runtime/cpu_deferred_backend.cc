@@ -1,5 +1,5 @@
 // A test variant of the CPU stand-in tier (EngineSpec::cpu_deferred_copies): copies on the
-// H2D, D2H and state-H2D streams do not run when issued but as late as the stream order allows,
+// H2D, D2H, state-H2D and early-H2D streams do not run when issued but as late as the stream order allows,
 // so that a missing StreamWait or event wait in the executor gives wrong bits in the CPU tests
 // instead of passing unnoticed (on the plain CPU backend every copy is synchronous).
 //
@@ -36,7 +36,7 @@
 namespace sfd {
 namespace {
 
-constexpr int kStreams = 4;
+constexpr int kStreams = kNumStreams;
 
 int Index(StreamId s) { return static_cast<int>(s); }
 

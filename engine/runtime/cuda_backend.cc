@@ -61,6 +61,7 @@ class CudaBackend final : public Backend {
         streams_{c10::cuda::getStreamFromPool(/*isHighPriority=*/true, index),
                  c10::cuda::getStreamFromPool(false, index),
                  c10::cuda::getStreamFromPool(false, index),
+                 c10::cuda::getStreamFromPool(false, index),
                  c10::cuda::getStreamFromPool(false, index)} {
     cudaDeviceProp prop;
     SFD_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
@@ -165,7 +166,7 @@ class CudaBackend final : public Backend {
  private:
   int index_;
   std::string name_;
-  c10::cuda::CUDAStream streams_[4];
+  c10::cuda::CUDAStream streams_[kNumStreams];
   std::atomic<int64_t> pinned_{0};
 };
 

@@ -122,6 +122,8 @@ absl::Status Executor::Allocate() {
     grad_pinned_busy_.push_back(false);
   }
   SFD_ASSIGN_OR_RETURN(fp32_chunk_, backend_->AllocPinned(staging, at::kFloat));
+  embed_early_done_ = backend_->NewEvent();
+  head_early_done_ = backend_->NewEvent();
   if (dt == at::kBFloat16) {  // streamed passes' embedding rows (StageDedicated)
     const int64_t rows = options_.max_tokens_per_micro_batch > 0
                              ? std::min<int64_t>(config_.vocab_size, options_.max_tokens_per_micro_batch)
@@ -383,12 +385,12 @@ absl::StatusOr<PassStats> Executor::Run(const std::vector<TokenBatch>& batches, 
             // Those rows' new weights go up once updated (HostUnitUpdated), if they can be
             // updated apart from the batch's rows.
             const HostUnit& e = (*host_)[ModelLayout::kEmbeddingUnit];
-            if (e.RowsSplit(d)) stats.h2d_bytes += e.mirror.nbytes();
+            if (options_.early_uploads && e.RowsSplit(d)) stats.h2d_bytes += e.mirror.nbytes();
           }
           if (stream_update_ && !OnDevice(head)) {  // the head's gradient is complete too
             CastD2H(head_grad_, (*host_)[head].mirror);
             stats.d2h_bytes += (*host_)[head].mirror.nbytes();
-            stats.h2d_bytes += (*host_)[head].mirror.nbytes();  // and its new weights go up early
+            if (options_.early_uploads) stats.h2d_bytes += (*host_)[head].mirror.nbytes();  // new weights, early
             AnnounceGrad(head);
           }
           dx = out.dhidden.view({mb.rows, mb.seq, d});

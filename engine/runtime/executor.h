@@ -115,7 +115,11 @@ struct ExecutorOptions {
   // backward as bf16 [held_rows, d] in `staged` (see OptimizerStage::MarkPartial / MarkRows).
   std::function<void(int unit, std::shared_ptr<Event> landed, std::vector<int32_t> held_rows,
                      int64_t row_elems)> grad_partial;
-  std::function<void(int unit, std::shared_ptr<Event> landed, const uint16_t* staged)> grad_rows;
+  // The stage writes the held rows' new weights back into `staged` (MarkRows).
+  std::function<void(int unit, std::shared_ptr<Event> landed, uint16_t* staged)> grad_rows;
+  // The optimizer stage calls HostUnitUpdated after its streamed updates (the trainer wires it):
+  // streaming passes count the early uploads, and HostUnitUpdated makes them.
+  bool early_uploads = false;
 };
 
 struct PassStats {
@@ -181,7 +185,7 @@ class Executor {
   absl::Status SetDeviceUpdated(std::vector<bool> units);
   // Streaming passes (OptimizerStage::set_on_streamed_update, the stage's thread): the CPU has
   // updated `unit` for `step` — the embedding's rows but the batch's (`partial`), or the head.
-  // Its new weights go up now on the H2D stream after `landed` (compute is done with the unit in
+  // Its new weights go up now on the kEarlyH2D stream after `landed` (compute is done with the unit in
   // this pass), not at the next pass's start: the next load of the embedding then moves only
   // the batch's rows (gathered from the mirror, scattered on the device), and of the head none.
   // Other units: nothing.
@@ -215,8 +219,8 @@ class Executor {
   void CastD2H(const at::Tensor& src, const at::Tensor& dst);
   absl::Status EmbeddingRowsD2H();
   std::vector<int32_t> held_rows_;  // sorted unique token ids of the streamed pass's batch
-  // bf16 [held rows * d] pinned: their final gradients; at the next pass's start, their new
-  // weights on the way up (StageDedicated).
+  // bf16 [held rows * d] pinned: their final gradients, then (written by the optimizer stage)
+  // their new weights, which the next pass's start sends up (StageDedicated).
   at::Tensor held_rows_pinned_;
   // The held rows' indices for that fix-up: int64 [min(vocab, max tokens per micro-batch)],
   // pinned and device (bf16 compute only).
@@ -225,6 +229,9 @@ class Executor {
   // embed_version_ / head_version_ (-1: none known); embed_rows_version_: embed_w_ holds that
   // version in every row but held_rows_ (an early upload), which its next load fixes.
   int64_t embed_version_ = -1, head_version_ = -1, embed_rows_version_ = -1;
+  // The last early upload of each on the kEarlyH2D stream finished (every load of the unit
+  // waits for it).
+  std::unique_ptr<Event> embed_early_done_, head_early_done_;
   // Weight bytes the stager sent in the current pass.
   std::atomic<int64_t> staged_bytes_{0};
   bool stream_update_ = false;  // the current pass streams its gradients to the optimizer

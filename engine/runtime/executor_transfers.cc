@@ -161,23 +161,21 @@ void Executor::StageDedicated(int unit) {
     current = embed ? embed_version_ : head_version_;
     rows_current = embed ? embed_rows_version_ : -1;
   }
+  // An early upload (HostUnitUpdated) may still be on its way: whatever follows comes after it.
+  backend_->StreamWait(StreamId::kH2D, embed ? *embed_early_done_ : *head_early_done_);
   if (current == version_) return;  // uploaded early, or by an earlier pass of this version
   const int64_t d = config_.hidden_size, n = static_cast<int64_t>(held_rows_.size());
-  const bool fix_rows = rows_current == version_ && h.mirror.defined() && held_idx_dev_.defined() &&
+  const bool fix_rows = rows_current == version_ && held_idx_dev_.defined() &&
                         n <= held_idx_dev_.numel() && n * d <= slots_[0].grads.numel() &&
                         held_rows_pinned_.defined() && held_rows_pinned_.numel() >= n * d;
   if (fix_rows) {
     // Every row but the held ones went up after their early update; the held rows' updates
-    // have ended since (wait_for_update): gather them, send them with their indices into
-    // slot 0's gradient buffer (free until this pass's backward, once its last D2H is done),
-    // scatter them from there and zero it again, all on the H2D stream.
-    const auto* mirror = reinterpret_cast<const uint16_t*>(h.mirror.data_ptr());
-    auto* rows = reinterpret_cast<uint16_t*>(held_rows_pinned_.data_ptr());
+    // have ended since (wait_for_update) and left their new weights in held_rows_pinned_
+    // (OptimizerStage::MarkRows): send them with their indices into slot 0's gradient buffer
+    // (free until this pass's backward, once its last D2H is done), scatter them from there
+    // and zero it again, all on the H2D stream.
     int64_t* idx = held_idx_pinned_.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(rows + i * d, mirror + static_cast<int64_t>(held_rows_[i]) * d, d * sizeof(uint16_t));
-      idx[i] = held_rows_[i];
-    }
+    for (int64_t i = 0; i < n; ++i) idx[i] = held_rows_[i];
     const at::Tensor scratch = slots_[0].grads.narrow(0, 0, n * d);
     backend_->StreamWait(StreamId::kH2D, *slots_[0].grad_copied);
     backend_->Copy(held_idx_dev_.narrow(0, 0, n), held_idx_pinned_.narrow(0, 0, n), StreamId::kH2D);
@@ -201,7 +199,9 @@ void Executor::StageDedicated(int unit) {
 
 void Executor::HostUnitUpdated(int unit, int64_t step, bool partial, const std::shared_ptr<Event>& landed) {
   const bool embed = unit == ModelLayout::kEmbeddingUnit;
-  if (OnDevice(unit) || !(embed ? partial : unit == layout_.head_unit() && !partial)) return;
+  if (!options_.early_uploads || OnDevice(unit) || !(embed ? partial : unit == layout_.head_unit() && !partial)) {
+    return;
+  }
   const HostUnit& h = (*host_)[unit];
   if (!h.mirror.defined()) return;
   {
@@ -214,8 +214,9 @@ void Executor::HostUnitUpdated(int unit, int64_t step, bool partial, const std::
     }
   }
   absl::Status st = compat::CatchTorch("sending updated weights up early", [&] {
-    if (landed) backend_->StreamWait(StreamId::kH2D, *landed);
-    backend_->Copy(embed ? embed_w_ : head_w_, h.mirror, StreamId::kH2D);
+    if (landed) backend_->StreamWait(StreamId::kEarlyH2D, *landed);
+    backend_->Copy(embed ? embed_w_ : head_w_, h.mirror, StreamId::kEarlyH2D);
+    (embed ? embed_early_done_ : head_early_done_)->Record(StreamId::kEarlyH2D);
   });
   if (!st.ok()) {
     Fail(st);
@@ -415,7 +416,7 @@ absl::Status Executor::EmbeddingRowsD2H() {
   std::shared_ptr<Event> landed(backend_->NewEvent().release());
   landed->Record(StreamId::kD2H);
   options_.grad_rows(ModelLayout::kEmbeddingUnit, std::move(landed),
-                     reinterpret_cast<const uint16_t*>(held_rows_pinned_.data_ptr()));
+                     reinterpret_cast<uint16_t*>(held_rows_pinned_.data_ptr()));
   return absl::OkStatus();
 }
 

@@ -115,7 +115,7 @@ void OptimizerStage::MarkPartial(int unit, std::shared_ptr<Event> landed,
   cv_.notify_all();
 }
 
-void OptimizerStage::MarkRows(int unit, std::shared_ptr<Event> landed, const uint16_t* staged) {
+void OptimizerStage::MarkRows(int unit, std::shared_ptr<Event> landed, uint16_t* staged) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (!StreamingLocked(lock)) return;
@@ -360,6 +360,7 @@ void OptimizerStage::UpdateHeldRows(int u, const AdamWStep& hp) {
     adam_->pool()->ParallelFor(static_cast<int64_t>(r.held_rows.size()), [&](int64_t i) {
       const int64_t off = static_cast<int64_t>(r.held_rows[i]) * d;
       AdamW8bitKernelBf16Grad(level, hp8, off, master + off, q.At(off), mirror + off, mirror + off, d);
+      std::memcpy(r.staged + i * d, mirror + off, d * sizeof(uint16_t));  // the new row, for the device
     });
     return;
   }
@@ -369,6 +370,7 @@ void OptimizerStage::UpdateHeldRows(int u, const AdamWStep& hp) {
     const int64_t off = static_cast<int64_t>(r.held_rows[i]) * d;
     std::memcpy(mirror + off, r.staged + i * d, d * sizeof(uint16_t));
     AdamWKernelBf16Grad(level, hp, master + off, m + off, v + off, mirror + off, mirror + off, d);
+    std::memcpy(r.staged + i * d, mirror + off, d * sizeof(uint16_t));  // the new row, for the device
   });
 }
 

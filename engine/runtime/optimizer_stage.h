@@ -71,10 +71,12 @@ class OptimizerStage {
   // the backward). MarkPartial: the mirror holds the final gradient of every row but
   // `held_rows` (sorted, unique) — those rows are updated first. MarkRows: the held rows' final
   // gradients are in `staged` (bf16 [held_rows, row_elems], valid once `landed` completes); the
-  // stage copies them into the mirror, updates them and the unit is done.
+  // stage copies them into the mirror, updates them, writes their new bf16 weights back into
+  // `staged` (for the executor's row fix-up; only where the rows split, RowsSplittable) and
+  // the unit is done.
   void MarkPartial(int unit, std::shared_ptr<Event> landed, std::vector<int32_t> held_rows,
                    int64_t row_elems);
-  void MarkRows(int unit, std::shared_ptr<Event> landed, const uint16_t* staged);
+  void MarkRows(int unit, std::shared_ptr<Event> landed, uint16_t* staged);
   void FinishStreaming();
   // Ends a streaming step whose pass failed: units not announced yet are not updated (their
   // version still advances, so the stage stays consistent; the caller restores their mirrors
@@ -154,7 +156,7 @@ class OptimizerStage {
     int64_t row_elems = 0;
     std::shared_ptr<Event> landed;  // of the partial gradient
     bool announced = false, done = false;
-    const uint16_t* staged = nullptr;
+    uint16_t* staged = nullptr;
   };
   std::vector<RowSplit> split_;
   int device_units_ = 0;

@@ -313,9 +313,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.grad_partial = [stage](int u, std::shared_ptr<Event> e, std::vector<int32_t> rows, int64_t d) {
     stage->MarkPartial(u, std::move(e), std::move(rows), d);
   };
-  eo.grad_rows = [stage](int u, std::shared_ptr<Event> e, const uint16_t* staged) {
+  eo.grad_rows = [stage](int u, std::shared_ptr<Event> e, uint16_t* staged) {
     stage->MarkRows(u, std::move(e), staged);
   };
+  eo.early_uploads = true;  // set_on_streamed_update below
   // The budget caps what the device allocator holds (cached blocks too), not only the plan.
   SFD_RETURN_IF_ERROR(m->backend->SetMemoryLimit(spec.engine.device_memory_budget));
   SFD_ASSIGN_OR_RETURN(m->executor, Executor::Create(m->config, layout, m->backend.get(), &m->host,

@@ -129,13 +129,17 @@ TEST(DeferredCopiesTest, Bf16DirectAndAccumulatedSteps) {
 }
 
 // bf16 streamed update (no clipping, one micro-batch): each unit's update starts when its
-// gradient lands, the embedding in two parts (tied to the LM head here), two slots.
+// gradient lands, the embedding in two parts (tied to the LM head here), two slots; the
+// embedding's and head's new weights go up early (kEarlyH2D), and the next step's embedding
+// load sends only the batch's rows, through slot 0's gradient buffer. Each copy stream eager
+// on its own too.
 TEST(DeferredCopiesTest, Bf16StreamedUpdateTied) {
   auto f = testing::LoadGolden("llama_tied_bias");
   Scenario run;
   run.spec = testing::GoldenSpec(f, 2);
   run.spec.engine.compute_dtype = "bf16";
   run.spec.max_grad_norm = 0;
+  run.eager_streams = {0, 1 << 1, 1 << 2, 1 << 4};
   for (int s = 0; s < 4; ++s) run.steps.push_back({f.batches[s][0]});
   ExpectDeferredCopiesGiveTheSameBits(run, "bf16_streamed");
 }
