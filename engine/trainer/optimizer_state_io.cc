@@ -81,6 +81,33 @@ absl::Status ReadQ8Moments(const SafetensorsFile& f, HostUnit* h, int u, int64_t
   return absl::OkStatus();
 }
 
+// Everything ReadOptimizerState will read from unit file `f` for `h`, checked before any unit is
+// read: the master, and the moments in a form the unit can take (fp32, or 8-bit codes).
+absl::Status CheckUnitFile(const SafetensorsFile& f, const HostUnit& h) {
+  const int64_t n = h.numel();
+  auto float_tensor = [&](const char* name) -> absl::Status {
+    const TensorInfo* t = f.Find(name);
+    if (t == nullptr) return absl::InvalidArgumentError(f.path() + ": missing tensor '" + name + "'");
+    if (!IsFloatDType(t->dtype) || t->numel() != n) {
+      return absl::InvalidArgumentError(f.path() + ": tensor '" + name + "' is " + std::string(DTypeName(t->dtype)) +
+                                        " " + ShapeString(t->shape) + ", expected float [" + std::to_string(n) + "]");
+    }
+    return absl::OkStatus();
+  };
+  SFD_RETURN_IF_ERROR(float_tensor("master"));
+  if (f.Find(kExpAvgQ8) != nullptr) {  // 8-bit codes: read as such, or decoded for fp32 moments
+    for (auto [name, dtype, numel] : {std::tuple<const char*, DType, int64_t>{kExpAvgQ8, DType::kU8, n},
+                                      {kExpAvgScale, DType::kF32, Q8Blocks(n)},
+                                      {kExpAvgSqQ8, DType::kU8, n},
+                                      {kExpAvgSqScale, DType::kF32, Q8Blocks(n)}}) {
+      SFD_RETURN_IF_ERROR(FindTensor(f, name, dtype, numel).status());
+    }
+    return absl::OkStatus();
+  }
+  SFD_RETURN_IF_ERROR(float_tensor("exp_avg"));
+  return float_tensor("exp_avg_sq");
+}
+
 }  // namespace
 
 absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layout,
@@ -132,7 +159,8 @@ absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layo
 }
 
 absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLayout& layout,
-                                           std::vector<HostUnit>* host, NvmeStore* nvme) {
+                                           std::vector<HostUnit>* host, NvmeStore* nvme, bool* modified) {
+  if (modified != nullptr) *modified = false;
   const std::string path = dir + "/optimizer/state.json";
   std::ifstream f(path);
   if (!f) return absl::NotFoundError("no optimizer state: cannot open " + path);
@@ -148,14 +176,23 @@ absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLa
     return absl::InvalidArgumentError(path + ": has " + std::to_string(units.size()) +
                                       " units but the model has " + std::to_string(layout.num_units()));
   }
+  // Every unit's file is opened and checked before any is read, so that a bad checkpoint leaves
+  // the arenas as they were.
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
   for (int u = 0; u < layout.num_units(); ++u) {
-    HostUnit& h = (*host)[u];
-    if (!units[u].is_number_integer() || units[u].get<int64_t>() != h.numel()) {
+    if (!units[u].is_number_integer() || units[u].get<int64_t>() != (*host)[u].numel()) {
       return absl::InvalidArgumentError(path + ": unit " + std::to_string(u) +
                                         " size differs from the model's; was this checkpoint made for another model?");
     }
+    SFD_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(UnitFile(dir, u)));
+    SFD_RETURN_IF_ERROR(CheckUnitFile(*file, (*host)[u]));
+    files.push_back(std::move(file));
+  }
+  if (modified != nullptr) *modified = true;
+  for (int u = 0; u < layout.num_units(); ++u) {
+    HostUnit& h = (*host)[u];
     const std::string file = UnitFile(dir, u);
-    SFD_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(file));
+    const SafetensorsFile* st = files[u].get();
     float* m = h.m.defined() && !h.moments_8bit() ? h.m.data_ptr<float>() : nullptr;
     float* v = h.v.defined() && !h.moments_8bit() ? h.v.data_ptr<float>() : nullptr;
     NvmeStore::Lease lease;

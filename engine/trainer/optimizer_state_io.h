@@ -21,8 +21,11 @@ absl::Status WriteOptimizerState(const std::string& dir, const ModelLayout& layo
                                  const std::vector<HostUnit>& host, int64_t step,
                                  NvmeStore* nvme = nullptr);
 // Reads into `host` (master, m, v) and the NVMe tier; returns the step. Errors name the file and
-// what mismatched.
+// what mismatched. Every file is opened and checked (sizes, tensors, dtypes) before any unit is
+// read, so a bad checkpoint changes nothing; `modified` (may be null) says whether reading had
+// begun when an error came (then the units are partly overwritten).
 absl::StatusOr<int64_t> ReadOptimizerState(const std::string& dir, const ModelLayout& layout,
-                                           std::vector<HostUnit>* host, NvmeStore* nvme = nullptr);
+                                           std::vector<HostUnit>* host, NvmeStore* nvme = nullptr,
+                                           bool* modified = nullptr);
 
 }  // namespace sfd

@@ -558,7 +558,17 @@ absl::Status Trainer::LoadState(const std::string& dir) {
   if (impl_->du_tuner) impl_->du_tuner->Disturbed();
   Impl& m = *impl_;
   m.optimizer->WaitAll();
-  SFD_ASSIGN_OR_RETURN(int64_t step, ReadOptimizerState(dir, *m.layout, &m.host, m.nvme.get()));
+  bool modified = false;
+  absl::StatusOr<int64_t> read = ReadOptimizerState(dir, *m.layout, &m.host, m.nvme.get(), &modified);
+  if (!read.ok()) {
+    if (modified) {  // the checkpoint passed its checks but a read failed: the arenas are mixed
+      m.invalid_state = "loading the optimizer state from " + dir + " failed after part of it was read (" +
+                        std::string(read.status().message()) + "): load a checkpoint to continue";
+      (void)m.executor->UploadDeviceState();  // nothing on the device may pass for current
+    }
+    return read.status();
+  }
+  const int64_t step = *read;
   m.step = step;
   m.RefreshMirrors();
   SFD_RETURN_IF_ERROR(m.executor->UploadDeviceState());

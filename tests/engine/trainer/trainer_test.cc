@@ -2,6 +2,7 @@
 // stop/resume reproduces the uninterrupted run, a saved HF checkpoint reloads with the same
 // logits, and bad input is a clear error, never a crash.
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -336,6 +337,46 @@ TEST(TrainerTest, LoadingAStateOfTheSameStepReloadsEmbeddingAndHead) {
   ASSERT_TRUE(before.ok() && la.ok() && lc.ok());
   EXPECT_GT(testing::RelErr(*before, *lc), 0);  // the two step-1 states differ
   EXPECT_EQ(testing::RelErr(*la, *lc), 0);
+}
+
+// A checkpoint with a missing or wrong unit file is refused before any unit is read: the error
+// names the file, and the trainer goes on exactly as if the load had not been tried.
+TEST(TrainerTest, ABadCheckpointChangesNothing) {
+  auto f = testing::LoadGolden("llama31");
+  TrainerSpec spec = testing::GoldenSpec(f, 1);
+  const std::string dir = ::testing::TempDir() + "/bad_state";
+  (void)::sfd::RemoveTree(dir);
+  auto a = Make(spec);
+  auto b = Make(spec);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->Step(f.batches[0]).ok());
+  ASSERT_TRUE(b->Step(f.batches[0]).ok());
+  ASSERT_TRUE(a->SaveState(dir).ok());
+  ASSERT_TRUE(a->Step(f.batches[1]).ok());
+  ASSERT_TRUE(b->Step(f.batches[1]).ok());
+  // The last unit (the head) is the one read last: without the checks up front, every other
+  // unit would have been overwritten with step 1's state by then.
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(f.model_dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  char name[32];
+  std::snprintf(name, sizeof(name), "unit-%05d.safetensors", static_cast<int>(config->num_layers + 1));
+  const std::string last = dir + "/optimizer/" + name;
+  ASSERT_TRUE(std::filesystem::exists(last)) << last;
+  std::filesystem::resize_file(last, std::filesystem::file_size(last) / 2);  // truncated
+  absl::Status st = a->LoadState(dir);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(last), std::string::npos) << st;
+  std::filesystem::remove(last);  // missing
+  st = a->LoadState(dir);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(last), std::string::npos) << st;
+  EXPECT_EQ(a->step(), 2);
+  for (int s = 2; s < f.steps; ++s) {
+    auto sa = a->Step(f.batches[s]);
+    auto sb = b->Step(f.batches[s]);
+    ASSERT_TRUE(sa.ok() && sb.ok()) << sa.status() << sb.status();
+    EXPECT_EQ(sa->loss, sb->loss) << "step " << s;
+  }
 }
 
 // A streamed update cannot be skipped once the norm turns out non-finite: the step fails, the
