@@ -207,7 +207,9 @@ void Executor::HostUnitUpdated(int unit, int64_t step, bool partial, const std::
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (embed) {
-      embed_version_ = -1;  // the held rows hold the mirror's gradient bits until their fix-up
+      // The copy takes the held rows too, whatever the mirror holds there when it runs (their
+      // gradient, or their update in progress): the fix-up overwrites them before any use.
+      embed_version_ = -1;
       embed_rows_version_ = step;
     } else {
       head_version_ = -1;
