@@ -141,8 +141,14 @@ absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool
   // Sliding layers updated on the device (engine.device_update_layers): two staging buffers
   // of one layer's fp32 master + 8-bit codes + scales.
   const int64_t state_staging = du_layers > 0 ? 2 * Q8StateBytes(layer) : 0;
+  // Streamed bf16 steps: the embedding's held-row indices (int64, executor.h), on the device
+  // and pinned.
+  const int64_t held_idx = es == 2 ? 8 * (e.max_tokens_per_micro_batch > 0
+                                              ? std::min(c.vocab_size, e.max_tokens_per_micro_batch)
+                                              : c.vocab_size)
+                                   : 0;
   // Fixed device buffers: embedding + head weights (compute dtype) and fp32 grad accumulators.
-  const int64_t fixed = (embed + head) * (es + 4) + state_staging;
+  const int64_t fixed = (embed + head) * (es + 4) + state_staging + held_idx;
   // Activations: saved layer inputs of one micro-batch, plus the working set of one layer
   // (qkv, attention output, MLP intermediates ~ 4 * intermediate + 6 * hidden per token in
   // compute dtype, doubled for autograd recompute) and one LM-head chunk of fp32 logits.
@@ -293,7 +299,7 @@ absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool
   p.need.device = claimed + kept_inputs * per_input;
   const int64_t staging = std::min(in.staging_elems, std::max({layer, embed, head}));
   const bool bf16 = es == 2;
-  p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) : 0) +
+  p.need.pinned = 2 * layer * es + staging * 4 + (bf16 ? MirrorBytes(layout) + held_idx : 0) +
                   (p.inputs_in_mirrors ? 2 * std::min(in.staging_elems, layer) * es : 0) +
                   (offload ? (L - p.device_saved_layers) *
                                  (p.inputs_in_mirrors ? std::max<int64_t>(0, per_input - layer * es) : per_input)
