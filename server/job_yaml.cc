@@ -320,16 +320,14 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     if (s.training().optimizer().name() != "adamw_8bit") {
       return Bad("engine.device_update_layers", "needs training.optimizer.name: adamw_8bit (it streams the 8-bit state)");
     }
-    if (s.training().max_grad_norm() > 0) {
-      return Bad("engine.device_update_layers",
-                 "runs in steps that stream the update, which needs training.max_grad_norm: 0 (no clipping)");
-    }
     if (s.training().gradient_accumulation_steps() > 1) {
       return Bad("engine.device_update_layers",
-                 "runs in steps that stream the update, which needs training.gradient_accumulation_steps: 1");
+                 "runs in steps whose gradients land in the bf16 mirrors, which needs "
+                 "training.gradient_accumulation_steps: 1");
     }
     if (e.compute_dtype() == "fp32" || e.compute_dtype() == "fp16") {
-      return Bad("engine.device_update_layers", "runs in steps that stream the update, which needs bf16 compute");
+      return Bad("engine.device_update_layers",
+                 "runs in steps whose gradients land in the bf16 mirrors, which needs bf16 compute");
     }
   }
   SFD_RETURN_IF_ERROR(OneOf("engine.inputs_in_mirrors", e.inputs_in_mirrors(), {"", "auto", "always", "never"}));

@@ -141,6 +141,9 @@ absl::Status Executor::Allocate() {
     SFD_ASSIGN_OR_RETURN(s.v, device(layer_numel, at::kByte));
     SFD_ASSIGN_OR_RETURN(s.m_scale, device(Q8Blocks(layer_numel), at::kFloat));
     SFD_ASSIGN_OR_RETURN(s.v_scale, device(Q8Blocks(layer_numel), at::kFloat));
+    if (options_.device_update_grads) {
+      SFD_ASSIGN_OR_RETURN(s.grad, device(layer_numel, dt));
+    }
     s.loaded = backend_->NewEvent();
     s.returned = backend_->NewEvent();
     state_stages_.push_back(std::move(s));

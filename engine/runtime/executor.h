@@ -25,7 +25,8 @@
 //   bf16 compute: held-row indices int64 [min(V, max tokens per micro-batch)] (the embedding's
 //   row fix-up; its rows pass through slot 0's grads buffer)
 //   with device_update_units: 2 state stages, each master fp32 [layer numel], codes uint8
-//   [layer numel] x 2, scales fp32 [Q8Blocks(layer numel)] x 2
+//   [layer numel] x 2, scales fp32 [Q8Blocks(layer numel)] x 2 (with device_update_grads also
+//   a compute-dtype gradient [layer numel])
 // Pinned buffers: grad ring (kGradBuffers x layer numel, compute dtype; accumulate mode only),
 // one fp32 chunk [staging_elems] for the embedding/head grads, the held-row indices (int64, as
 // on the device; bf16 compute), and per offloaded layer its saved
@@ -92,8 +93,13 @@ struct ExecutorOptions {
   // (engine.device_update_layers, 8-bit moments, pinned host state): their master and codes go
   // H2D into one of two staging buffers while the layer's backward runs, the kernel writes the
   // new bf16 weights over the slot's gradient, and weights and state return D2H; then
-  // grad_updated instead of grad_landed. Other passes treat them as any sliding layer.
+  // grad_updated instead of grad_landed. In exact steps (direct passes that do not stream:
+  // clipping on) ExactDeviceUpdates updates them after the pass instead. Other passes treat
+  // them as any sliding layer.
   std::vector<bool> device_update_units;
+  // The staging buffers also hold one layer's compute-dtype gradient (ExactDeviceUpdates: the
+  // trainer sets it when clipping is on).
+  bool device_update_grads = false;
   // Refuse micro-batches larger than this many tokens (what the memory plan assumed); 0 = no limit.
   int64_t max_tokens_per_micro_batch = 0;
   // Synchronise at phase ends so forward/backward seconds are device times (diagnostics).
@@ -179,6 +185,14 @@ class Executor {
   absl::Status DownloadDeviceState();
   // The AdamW step the next streaming Train pass applies to device_update_units layers.
   void set_stream_update_step(const AdamWStep& hp) { stream_hp_ = hp; }
+  // device_update_units in an exact step (a direct pass that did not stream; clipping on), once
+  // the pass has ended and hp carries the clip coefficient: each such layer in forward order
+  // sends its state and its gradient (in its mirror) up on the state H2D stream into the next
+  // staging buffer; the 8-bit kernel runs on the D2H stream and the new bf16 weights (into the
+  // mirror) and state come back. Per unit, the event that return completes (null: not updated
+  // here), for OptimizerStage::Launch. Adds the bytes to `stats`.
+  absl::StatusOr<std::vector<std::shared_ptr<Event>>> ExactDeviceUpdates(const AdamWStep& hp,
+                                                                         PassStats* stats);
   // Which device_update_units the next streaming passes update here (all of them until set;
   // between passes only): a subset, since only those have pinned state and staging. The
   // others go the CPU's way. Changing it between steps changes no bit (the same update).
@@ -253,16 +267,25 @@ class Executor {
   // device_update_units in a streaming pass: StateH2D ahead of the layer's backward (into the
   // next staging buffer, on the state H2D stream), SlidingDeviceUpdate after it (kernel on the D2H stream, then the
   // weights and state D2H, then grad_updated).
-  bool DeviceUpdated(int unit) const {
-    return stream_update_ && unit < static_cast<int>(device_updated_.size()) && device_updated_[unit];
+  bool DeviceUpdated(int unit) const { return stream_update_ && DeviceUpdateOn(unit); }
+  bool DeviceUpdateOn(int unit) const {
+    return unit < static_cast<int>(device_updated_.size()) && device_updated_[unit];
   }
-  void StateH2D(int unit, PassStats* stats);
+  // `with_grad`: the unit's gradient (its mirror) goes up too, into the stage's grad buffer.
+  void StateH2D(int unit, PassStats* stats, bool with_grad = false);
   // The state goes up one device-updated layer ahead of its backward: the first such layer's
   // at the LM head, the next one's when a device-updated layer's backward is issued (two
   // staging buffers). The highest device-updated layer below `layer` (-1: none).
   int NextDeviceUpdatedLayer(int layer) const;
   bool StateStaged(int unit) const;
   void SlidingDeviceUpdate(int unit, int slot, PassStats* stats);
+  struct StateStage;
+  // The 8-bit step of `unit` from stage `b` (after its state has landed) on the D2H stream over
+  // `grad` (compute dtype [n], device), which then holds the new bf16 weights; they go D2H into
+  // the unit's mirror (then `weights_copied` is recorded, if not null), then the state, and b
+  // is free. Returns the event that return completes.
+  std::shared_ptr<Event> UpdateFromStage(StateStage* b, int unit, const AdamWStep& hp, const at::Tensor& grad,
+                                         Event* weights_copied, PassStats* stats);
 
   void Fail(const absl::Status& s);
   absl::Status failure();
@@ -287,6 +310,7 @@ class Executor {
   // sized for one decoder layer; used round robin.
   struct StateStage {
     at::Tensor master, m, m_scale, v, v_scale;
+    at::Tensor grad;  // device_update_grads: compute dtype [layer numel]
     std::unique_ptr<Event> loaded;    // H2D of the current occupant's state finished
     std::unique_ptr<Event> returned;  // D2H of the previous occupant's state finished
     bool used = false;

@@ -2,7 +2,8 @@
 // (DeviceOptimizer: DeviceUpdate after a pass, state upload/download around checkpoints) and
 // sliding layers updated there in streamed passes (engine.device_update_layers: their state
 // goes H2D on its own stream one such layer ahead of its backward, the 8-bit kernel runs on
-// the D2H stream over the slot's gradient, and weights and state return D2H). The class is
+// the D2H stream over the slot's gradient, and weights and state return D2H; in exact steps
+// after the pass, from the gradient in the layer's mirror: ExactDeviceUpdates). The class is
 // declared in executor.h; the compute side is executor.cc, the copies executor_transfers.cc.
 #include <memory>
 
@@ -67,7 +68,7 @@ absl::Status Executor::SetDeviceUpdated(std::vector<bool> units) {
   return absl::OkStatus();
 }
 
-void Executor::StateH2D(int unit, PassStats* stats) {
+void Executor::StateH2D(int unit, PassStats* stats, bool with_grad) {
   StateStage& b = state_stages_[state_next_];
   state_next_ = (state_next_ + 1) % static_cast<int>(state_stages_.size());
   SFD_CHECK(b.unit < 0) << "state staging buffer of unit " << b.unit << " reused before its update";
@@ -80,6 +81,11 @@ void Executor::StateH2D(int unit, PassStats* stats) {
   backend_->Copy(b.v.narrow(0, 0, n), h.v, StreamId::kStateH2D);
   backend_->Copy(b.m_scale.narrow(0, 0, blocks), h.m_scale, StreamId::kStateH2D);
   backend_->Copy(b.v_scale.narrow(0, 0, blocks), h.v_scale, StreamId::kStateH2D);
+  if (with_grad) {
+    SFD_CHECK(b.grad.defined()) << "unit " << unit << ": no gradient staging (device_update_grads)";
+    backend_->Copy(b.grad.narrow(0, 0, n), h.mirror, StreamId::kStateH2D);
+    stats->h2d_bytes += h.mirror.nbytes();
+  }
   b.loaded->Record(StreamId::kStateH2D);
   b.used = true;
   b.unit = unit;
@@ -107,22 +113,30 @@ void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
     if (x.unit == unit) b = &x;
   }
   SFD_CHECK(b != nullptr) << "unit " << unit << " has no staged state";
-  const HostUnit& h = (*host_)[unit];
-  const int64_t n = h.numel(), blocks = Q8Blocks(n);
   // The norm reads the gradient before the update overwrites it with the new weights.
   grad_sumsq_ += at::linalg_vector_norm(s.grads, 2, c10::nullopt, false, at::kFloat).square();
   std::unique_ptr<Event> ready = backend_->NewEvent();
   ready->Record(StreamId::kCompute);
   backend_->StreamWait(StreamId::kD2H, *ready);
+  // The slot's grad_copied covers the kernel and the weights' copy.
+  options_.grad_updated(unit, UpdateFromStage(b, unit, stream_hp_, s.grads, s.grad_copied.get(), stats));
+}
+
+std::shared_ptr<Event> Executor::UpdateFromStage(StateStage* b, int unit, const AdamWStep& hp,
+                                                 const at::Tensor& grad, Event* weights_copied,
+                                                 PassStats* stats) {
+  const HostUnit& h = (*host_)[unit];
+  const int64_t n = h.numel(), blocks = Q8Blocks(n);
   backend_->StreamWait(StreamId::kD2H, *b->loaded);
+  at::Tensor g = grad.narrow(0, 0, n);
   {
     std::unique_ptr<StreamScope> scope = backend_->Use(StreamId::kD2H);
-    DeviceAdamW8bitStep(stream_hp_, unit, b->master.narrow(0, 0, n), b->m.narrow(0, 0, n),
+    DeviceAdamW8bitStep(hp, unit, b->master.narrow(0, 0, n), b->m.narrow(0, 0, n),
                         b->m_scale.narrow(0, 0, blocks), b->v.narrow(0, 0, n),
-                        b->v_scale.narrow(0, 0, blocks), s.grads, s.grads);
+                        b->v_scale.narrow(0, 0, blocks), g, g);
   }
-  backend_->Copy(h.mirror, s.grads, StreamId::kD2H);  // the new bf16 weights
-  s.grad_copied->Record(StreamId::kD2H);
+  backend_->Copy(h.mirror, g, StreamId::kD2H);  // the new bf16 weights
+  if (weights_copied != nullptr) weights_copied->Record(StreamId::kD2H);
   backend_->Copy(h.master, b->master.narrow(0, 0, n), StreamId::kD2H);
   backend_->Copy(h.m, b->m.narrow(0, 0, n), StreamId::kD2H);
   backend_->Copy(h.v, b->v.narrow(0, 0, n), StreamId::kD2H);
@@ -130,10 +144,45 @@ void Executor::SlidingDeviceUpdate(int unit, int slot, PassStats* stats) {
   backend_->Copy(h.v_scale, b->v_scale.narrow(0, 0, blocks), StreamId::kD2H);
   b->returned->Record(StreamId::kD2H);
   b->unit = -1;
-  stats->d2h_bytes += s.grads.nbytes() + Q8StateBytes(n);
+  stats->d2h_bytes += h.mirror.nbytes() + Q8StateBytes(n);
   std::shared_ptr<Event> landed(backend_->NewEvent().release());
   landed->Record(StreamId::kD2H);
-  options_.grad_updated(unit, std::move(landed));
+  return landed;
+}
+
+// ---------------------------------------------------------------- exact steps
+
+absl::StatusOr<std::vector<std::shared_ptr<Event>>> Executor::ExactDeviceUpdates(const AdamWStep& hp,
+                                                                                 PassStats* stats) {
+  SFD_RETURN_IF_ERROR(failure());
+  std::vector<std::shared_ptr<Event>> landed(layout_.num_units());
+  std::vector<int> units;  // forward order, as the next forward needs them
+  for (int u = 0; u < layout_.num_units(); ++u) {
+    if (DeviceUpdateOn(u)) units.push_back(u);
+  }
+  if (units.empty()) return landed;
+  SFD_RETURN_IF_ERROR(compat::CatchTorch("device AdamW of sliding layers", [&] {
+    at::NoGradGuard no_grad;
+    // The gradients went into the mirrors on the D2H stream during the pass.
+    std::unique_ptr<Event> grads_home = backend_->NewEvent();
+    grads_home->Record(StreamId::kD2H);
+    backend_->StreamWait(StreamId::kStateH2D, *grads_home);
+    // Two staging buffers: the next layer's state and gradient go up while one is updated and
+    // returns.
+    const int ahead = static_cast<int>(state_stages_.size());
+    for (int k = 0; k < static_cast<int>(units.size()) && k < ahead; ++k) StateH2D(units[k], stats, true);
+    for (int k = 0; k < static_cast<int>(units.size()); ++k) {
+      const int u = units[k];
+      StateStage* b = nullptr;
+      for (StateStage& x : state_stages_) {
+        if (x.unit == u) b = &x;
+      }
+      SFD_CHECK(b != nullptr) << "unit " << u << " has no staged state";
+      landed[u] = UpdateFromStage(b, u, hp, b->grad, nullptr, stats);
+      if (k + ahead < static_cast<int>(units.size())) StateH2D(units[k + ahead], stats, true);
+    }
+  }));
+  return landed;
 }
 
 }  // namespace sfd

@@ -14,7 +14,7 @@
 // With 8-bit moments (optimizer adamw_8bit, optim/adamw_8bit.h) m and v hold codes instead:
 //   m, v    uint8 [numel]  host    codes of exp_avg and sqrt(exp_avg_sq)
 //   m_scale, v_scale fp32 [Q8Blocks(numel)] host  per-block scales
-// Layers updated on the device in streamed steps (engine.device_update_layers) have master,
+// Layers updated on the device (engine.device_update_layers) have master,
 // m, v and the scales in pinned memory instead, and in those steps their mirror receives the
 // new bf16 weights from the device, not the gradient.
 #pragma once

@@ -139,8 +139,8 @@ absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool
   const int L = layout.num_layers();
 
   // Sliding layers updated on the device (engine.device_update_layers): two staging buffers
-  // of one layer's fp32 master + 8-bit codes + scales.
-  const int64_t state_staging = du_layers > 0 ? 2 * Q8StateBytes(layer) : 0;
+  // of one layer's fp32 master + 8-bit codes + scales (+ its gradient in exact steps).
+  const int64_t state_staging = du_layers > 0 ? 2 * (Q8StateBytes(layer) + (in.clipped ? es * layer : 0)) : 0;
   // Streamed bf16 steps: the embedding's held-row indices (int64, executor.h), on the device
   // and pinned.
   const int64_t held_idx = es == 2 ? 8 * (e.max_tokens_per_micro_batch > 0
@@ -352,7 +352,8 @@ absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool
   if (p.device_update_layers > 0) {
     p.device_update_auto = du_auto;
     s << "; AdamW of " << (du_auto ? "up to " : "") << p.device_update_layers
-      << " sliding layer(s) on the device in streamed steps (" << Gib(state_staging) << " state staging"
+      << " sliding layer(s) on the device (" << (in.clipped ? "after the backward, exact" : "during the backward")
+      << "; " << Gib(state_staging) << " state" << (in.clipped ? " and gradient" : "") << " staging"
       << (du_auto ? "; the count follows measured step times)" : ")");
   }
   if (p.nvme_layers > 0) {
@@ -401,11 +402,11 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
         "engine.device_update_layers needs optimizer adamw_8bit (it streams the 8-bit state)");
   }
   if (e.device_update_layers >= 0) return PlanWith(in, e.device_update_layers, /*du_auto=*/false);
-  // auto: candidates only where the device update can run (8-bit moments, streamed steps) and
+  // auto: candidates only where the device update can run (8-bit moments, direct steps) and
   // layers slide; a plan that does not fit with the staging is made without it. The CPU tier
   // too: there the "device" update is the same CPU's, and the search finds what it is worth.
   absl::StatusOr<MemoryPlan> without = PlanWith(in, 0, false);
-  if (!(in.moments_8bit && in.streamed_update)) return without;
+  if (!(in.moments_8bit && in.direct_steps)) return without;
   if (without.ok() && without->window_slots == L) return without;  // every layer resident
   absl::StatusOr<MemoryPlan> with = PlanWith(in, AutoDeviceUpdateLayers(L), /*du_auto=*/true);
   if (with.ok() && with->window_slots < L && with->device_update_layers > 0) return with;

@@ -32,9 +32,13 @@ struct PlannerInputs {
   // False means every step is direct (bf16, one micro-batch: gradients land in the mirrors).
   bool grad_accumulators = true;
   bool moments_8bit = false;  // optimizer adamw_8bit: moments 2 bytes/param (+ scales), host and device
-  // Steps may stream the update (bf16, no clipping, one micro-batch): where device-updated
-  // sliding layers can run (engine.device_update_layers auto plans candidates only then).
-  bool streamed_update = false;
+  // Steps are direct (bf16, one micro-batch: gradients land in the mirrors): where
+  // device-updated sliding layers can run (engine.device_update_layers auto plans candidates
+  // only then).
+  bool direct_steps = false;
+  // Clipping on (exact steps): device-updated layers are updated after the pass, and their
+  // staging buffers hold a layer's gradient too.
+  bool clipped = false;
   int64_t staging_elems = int64_t{1} << 24;
 };
 

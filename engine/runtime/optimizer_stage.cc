@@ -50,11 +50,18 @@ void OptimizerStage::StartLocked(const AdamWStep& hp, bool grads_in_mirror, bool
   pending_ = true;
 }
 
-void OptimizerStage::Launch(const AdamWStep& hp, bool grads_in_mirror) {
+void OptimizerStage::Launch(const AdamWStep& hp, bool grads_in_mirror,
+                            std::vector<std::shared_ptr<Event>> device_updated) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     step_start_ = std::chrono::steady_clock::now();
     StartLocked(hp, grads_in_mirror, /*streaming=*/false);
+    // Picked once landed (lowest index first among the landed), else after every CPU unit.
+    for (size_t u = 0; u < device_updated.size() && u < landed_.size(); ++u) {
+      if (device_updated[u] == nullptr) continue;
+      landed_[u] = std::move(device_updated[u]);
+      updated_[u] = true;
+    }
   }
   cv_.notify_all();
 }
@@ -473,6 +480,14 @@ void OptimizerStage::Loop() {
 
 void OptimizerStage::WaitUnit(int unit, int64_t version) {
   std::unique_lock<std::mutex> lock(mu_);
+  // A unit the device updates in the running step is done when its event is, which may be
+  // well before this thread gets to it (while it updates a CPU unit).
+  if (version_[unit] < version && pending_ && hp_.step == version && updated_[unit] && landed_[unit] != nullptr) {
+    std::shared_ptr<Event> landed = landed_[unit];
+    lock.unlock();
+    if (compat::CatchTorch("waiting for a device update", [&] { landed->Synchronize(); }).ok()) return;
+    lock.lock();
+  }
   cv_.wait(lock, [&] { return version_[unit] >= version; });
 }
 

@@ -18,9 +18,9 @@
 // overlaps the next forward.
 // Units with 8-bit moments (optimizer adamw_8bit) go through the 8-bit kernels, seeded by
 // (step, unit): the streamed, row-split and launched forms give the same bits.
-// Sliding layers the executor updated on the device itself (engine.device_update_layers,
-// streamed steps) are announced with MarkUpdated: the stage only waits for their state's copy
-// back before advancing their version.
+// Sliding layers the executor updated on the device itself (engine.device_update_layers) are
+// announced with MarkUpdated (streamed steps) or given to Launch with their events (exact
+// steps): the stage only waits for their state's copy back before advancing their version.
 #pragma once
 
 #include <chrono>
@@ -53,7 +53,11 @@ class OptimizerStage {
   // Gradients come from the fp32 `grad` arenas, or — when `grads_in_mirror` — from the bf16
   // `mirror` of every unit, which the update then overwrites in place with the new bf16
   // weights. Units with a mirror always get their bf16 weights there.
-  void Launch(const AdamWStep& hp, bool grads_in_mirror);
+  // `device_updated` (indexed by unit; may be empty): units the executor updates on the device
+  // in this step (Executor::ExactDeviceUpdates) have their event here; their version advances
+  // once it completes, with no CPU update.
+  void Launch(const AdamWStep& hp, bool grads_in_mirror,
+              std::vector<std::shared_ptr<Event>> device_updated = {});
   // Streaming form (grads in the mirrors): units are updated as MarkReady announces them.
   // BeginStreaming only arms the step (the previous step's update may still be running: it
   // overlaps this step's forward); the first MarkReady/FinishStreaming/AbortStreaming waits for

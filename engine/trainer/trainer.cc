@@ -119,7 +119,7 @@ struct Trainer::Impl {
     return absl::Status(st.code(), invalid_state);
   }
 
-  // The first n of du_order updated on the device from the next streamed step on.
+  // The first n of du_order updated on the device from the next direct step on.
   absl::Status SetDeviceUpdateCount(int n) {
     if (n == du_count) return absl::OkStatus();
     std::vector<bool> on(layout->num_units(), false);
@@ -162,10 +162,10 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   SFD_ASSIGN_OR_RETURN(dtype, ComputeDtype(spec.engine.compute_dtype, backend->is_cuda()));
 
   if (spec.engine.device_update_layers > 0 &&
-      (dtype != at::kBFloat16 || spec.max_grad_norm > 0 || spec.engine.max_micro_batches_per_step > 1)) {
+      (dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step > 1)) {
     return absl::InvalidArgumentError(
-        "engine.device_update_layers: the device update of sliding layers runs in steps that stream "
-        "the update, which needs bf16 compute, max_grad_norm: 0 (no clipping) and one micro-batch per "
+        "engine.device_update_layers: the device update of sliding layers runs in steps whose "
+        "gradients land in the bf16 mirrors, which needs bf16 compute and one micro-batch per "
         "step (engine.max_micro_batches_per_step / gradient_accumulation_steps 1)");
   }
   if (spec.optimizer.moments_8bit && !spec.engine.nvme_dir.empty()) {  // NVMe holds fp32 moments
@@ -176,8 +176,8 @@ absl::Status Trainer::Impl::LoadAndPlan() {
   PlannerInputs pin;
   pin.moments_8bit = spec.optimizer.moments_8bit;
   pin.grad_accumulators = dtype != at::kBFloat16 || spec.engine.max_micro_batches_per_step != 1;
-  pin.streamed_update = dtype == at::kBFloat16 && !(spec.max_grad_norm > 0) &&
-                        spec.engine.max_micro_batches_per_step == 1;
+  pin.direct_steps = dtype == at::kBFloat16 && spec.engine.max_micro_batches_per_step == 1;
+  pin.clipped = spec.max_grad_norm > 0;
   if (spec.engine.staging_elems > 0) pin.staging_elems = spec.engine.staging_elems;
   pin.config = &config;
   pin.layout = layout.get();
@@ -302,6 +302,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
   eo.keep_graph_layers = m->plan.keep_graph_layers;
   eo.device_optimizer_units = m->plan.device_optimizer_units;
   eo.device_update_units = m->device_update;
+  eo.device_update_grads = spec.max_grad_norm > 0;  // exact steps stage the gradient too
   eo.max_tokens_per_micro_batch = spec.engine.max_tokens_per_micro_batch;
   eo.profile = std::getenv("SFD_PROFILE") != nullptr;
   eo.memory_trace = std::getenv("SFD_MEMORY_TRACE") != nullptr;
@@ -393,9 +394,10 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   const bool direct = m.dtype == at::kBFloat16 && micro_batches.size() == 1;
   const bool streamed = direct && !(m.spec.max_grad_norm > 0);
   if (!direct) SFD_RETURN_IF_ERROR(EnsureGradArenas(&m.host));
-  // The search's count while it runs, its choice once it has ended.
-  const bool tuning = streamed && m.du_tuner && !m.du_tuner->done();
-  if (streamed && m.du_tuner) SFD_RETURN_IF_ERROR(m.SetDeviceUpdateCount(m.du_tuner->count()));
+  // The search's count while it runs, its choice once it has ended. Device-updated layers
+  // run in direct steps: during the backward when streamed, after it when exact.
+  const bool tuning = direct && m.du_tuner && !m.du_tuner->done();
+  if (direct && m.du_tuner) SFD_RETURN_IF_ERROR(m.SetDeviceUpdateCount(m.du_tuner->count()));
   if (streamed) {
     m.optimizer->BeginStreaming(hp);
     m.executor->set_stream_update_step(hp);
@@ -418,7 +420,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   }
   SFD_RETURN_IF_ERROR(pass_or.status());
   SFD_RETURN_IF_ERROR(m.CheckNvme());  // the previous update overlapped this pass
-  const PassStats& pass = *pass_or;
+  PassStats pass = *pass_or;
 
   // 2. Exact global grad norm and clip coefficient (torch.nn.utils.clip_grad_norm_).
   double sumsq = pass.grad_sumsq;
@@ -452,7 +454,20 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   if (streamed) {
     m.optimizer->FinishStreaming();
   } else {
-    m.optimizer->Launch(hp, direct);
+    std::vector<std::shared_ptr<Event>> on_device;  // exact: device-updated sliding layers
+    if (direct) {
+      absl::StatusOr<std::vector<std::shared_ptr<Event>>> du = m.executor->ExactDeviceUpdates(hp, &pass);
+      if (!du.ok()) {  // some layers may have been updated: their mirrors hold weights, others grads
+        m.optimizer->WaitAll();
+        m.RefreshMirrors();
+        m.invalid_state = "step " + std::to_string(m.step + 1) + " failed in the device update of sliding layers "
+                          "(engine.device_update_layers): load a checkpoint to continue (" +
+                          std::string(du.status().message()) + ")";
+        return absl::Status(du.status().code(), m.invalid_state);
+      }
+      on_device = std::move(du).value();
+    }
+    m.optimizer->Launch(hp, direct, std::move(on_device));
   }
   m.step += 1;
 
@@ -468,7 +483,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.stall_activations_seconds = pass.stall_activations_seconds;
   st.h2d_bytes = pass.h2d_bytes;
   st.d2h_bytes = pass.d2h_bytes;
-  st.device_update_layers = streamed ? m.du_count : 0;
+  st.device_update_layers = direct ? m.du_count : 0;
   st.device_update_tuning = tuning;
   if (tuning) {
     m.du_tuner->Observe(st.step_seconds, st.optimizer_busy_seconds, st.tokens);

@@ -59,14 +59,17 @@ struct EngineSpec {
   // layer is resident (0 when layers slide, or on CPU).
   int device_optimizer_units = -1;
   // Decoder layers (spread evenly; those among the device-optimizer units are dropped, so fewer
-  // may be picked: the plan says how many) whose AdamW runs on the device in steps that stream
-  // the update (no clipping, one bf16 micro-batch; anything else is refused at creation):
-  // their fp32 master and 8-bit codes go H2D through one of two device staging buffers,
-  // the update kernel writes the new bf16 weights over the slot's gradient, and all of it
-  // returns D2H. Takes the CPU update of those layers off the host, which bounds steps under a
+  // may be picked: the plan says how many) whose AdamW runs on the device in steps whose
+  // gradients land in the bf16 mirrors (one bf16 micro-batch; bf16 with more micro-batches per
+  // step is refused at creation): their fp32 master and 8-bit codes go H2D through one of two
+  // device staging buffers, the update kernel writes the new bf16 weights over the gradient,
+  // and all of it returns D2H. Without clipping that happens during the backward, over the
+  // slot's gradient; with clipping (exact) after the pass, once the clip coefficient is known,
+  // from the gradient in the layer's mirror (which goes up too), while the CPU updates the other
+  // units. Takes the CPU update of those layers off the host, which bounds steps under a
   // budget. Needs optimizer adamw_8bit; their host arenas are pinned. Other steps update them
   // on the CPU as usual. 0 = off. -1 = auto: where the device update can run (8-bit moments,
-  // streamed steps, sliding layers) two thirds of the layers are candidates and the count per
+  // such steps, sliding layers) two thirds of the layers are candidates and the count per
   // step is searched on the job's own step times (trainer/device_update_tuner.h).
   int device_update_layers = 0;
   // auto: search the count only when, at count 0, the CPU AdamW is busy for at least this

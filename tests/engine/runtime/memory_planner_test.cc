@@ -37,7 +37,8 @@ Shape Llama8B() { return Shape(Llama(4096, 14336, 32, 32, false)); }
 
 absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_gib,
                                 EngineSpec e = EngineSpec(), bool moments_8bit = false,
-                                bool grad_accumulators = true, bool streamed_update = false) {
+                                bool grad_accumulators = true, bool direct_steps = false,
+                                bool clipped = false) {
   e.max_tokens_per_micro_batch = tokens;
   e.device_memory_budget = budget_gib * kGiB;
   PlannerInputs in;
@@ -52,7 +53,8 @@ absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_g
   in.engine = &e;
   in.moments_8bit = moments_8bit;
   in.grad_accumulators = grad_accumulators;
-  in.streamed_update = streamed_update;
+  in.direct_steps = direct_steps;
+  in.clipped = clipped;
   return PlanMemory(in);
 }
 
@@ -146,6 +148,13 @@ TEST(MemoryPlannerTest, DeviceUpdateLayersStageStateAndPinItsHostArenas) {
   EXPECT_EQ(p->need.pinned + p->need.host, q->need.pinned + q->need.host);
   EXPECT_TRUE(absl::StrContains(p->summary, "14 sliding layer(s) on the device"));
   EXPECT_EQ(p->need.device - q->need.device, 2 * state);
+  // With clipping the update runs after the pass from the gradient in the mirror: each staging
+  // buffer holds a layer's bf16 gradient too.
+  auto clipped = Plan(s, 8192, 12, e, /*moments_8bit=*/true, /*grad_accumulators=*/false,
+                      /*direct_steps=*/true, /*clipped=*/true);
+  ASSERT_TRUE(clipped.ok()) << clipped.status();
+  EXPECT_EQ(clipped->need.device - q->need.device, 2 * (state + 2 * n));
+  EXPECT_TRUE(absl::StrContains(clipped->summary, "after the backward, exact")) << clipped->summary;
   // Refused: with fp32 moments, or more layers than the model has (naming the key).
   auto fp32 = Plan(s, 8192, 8, e, /*moments_8bit=*/false);
   ASSERT_FALSE(fp32.ok());
@@ -157,25 +166,28 @@ TEST(MemoryPlannerTest, DeviceUpdateLayersStageStateAndPinItsHostArenas) {
 }
 
 TEST(MemoryPlannerTest, DeviceUpdateAutoPlansCandidatesWhereTheUpdateCanRun) {
-  // engine.device_update_layers auto: with 8-bit moments, streamed steps and sliding layers,
-  // two thirds of the layers get pinned state and the staging fits the budget; without any of
-  // those (or with every layer resident) there are none and nothing is refused.
+  // engine.device_update_layers auto: with 8-bit moments, direct steps (clipped or not) and
+  // sliding layers, two thirds of the layers get pinned state and the staging fits the budget;
+  // without any of those (or with every layer resident) there are none and nothing is refused.
   const Shape s = Llama3B();
   EngineSpec e;
   e.device_update_layers = -1;
-  auto p = Plan(s, 8192, 8, e, /*moments_8bit=*/true, /*grad_accumulators=*/false, /*streamed_update=*/true);
-  ASSERT_TRUE(p.ok()) << p.status();
-  SCOPED_TRACE(p->summary);
-  EXPECT_EQ(p->device_update_layers, AutoDeviceUpdateLayers(28));
+  for (bool clipped : {false, true}) {
+    SCOPED_TRACE(::testing::Message() << "clipped " << clipped);
+    auto p = Plan(s, 8192, 8, e, /*moments_8bit=*/true, /*grad_accumulators=*/false, /*direct_steps=*/true, clipped);
+    ASSERT_TRUE(p.ok()) << p.status();
+    SCOPED_TRACE(p->summary);
+    EXPECT_EQ(p->device_update_layers, AutoDeviceUpdateLayers(28));
+    EXPECT_TRUE(p->device_update_auto);
+    EXPECT_TRUE(absl::StrContains(p->summary, "up to 19 sliding layer(s) on the device"));
+    EXPECT_LE(p->need.device, 8 * kGiB);
+    EXPECT_LT(p->window_slots, 28);
+  }
   EXPECT_EQ(AutoDeviceUpdateLayers(28), 19);
-  EXPECT_TRUE(p->device_update_auto);
-  EXPECT_TRUE(absl::StrContains(p->summary, "up to 19 sliding layer(s) on the device"));
-  EXPECT_LE(p->need.device, 8 * kGiB);
-  EXPECT_LT(p->window_slots, 28);
-  for (const auto& [moments_8bit, streamed, budget] :
+  for (const auto& [moments_8bit, direct, budget] :
        std::vector<std::tuple<bool, bool, int64_t>>{{false, true, 8}, {true, false, 8}, {true, true, 0}}) {
-    SCOPED_TRACE(::testing::Message() << "8-bit " << moments_8bit << ", streamed " << streamed << ", budget " << budget);
-    auto q = Plan(s, 8192, budget, e, moments_8bit, /*grad_accumulators=*/false, streamed);
+    SCOPED_TRACE(::testing::Message() << "8-bit " << moments_8bit << ", direct " << direct << ", budget " << budget);
+    auto q = Plan(s, 8192, budget, e, moments_8bit, /*grad_accumulators=*/false, direct);
     ASSERT_TRUE(q.ok()) << q.status();
     EXPECT_EQ(q->device_update_layers, 0);
     EXPECT_FALSE(q->device_update_auto);

@@ -6,8 +6,8 @@
 // slot, saved inputs offloaded to pinned memory or into the layers' mirrors (with the chunked
 // master reload), the gradient ring of accumulated steps and the chunked fp32 embedding/head
 // gradients, direct and streamed bf16 steps (the embedding's two-part transfer), sliding layers
-// updated on the device with 8-bit moments (their counts changing between steps), and the
-// device optimizer. A wait missing in the executor makes a copy read or land too late here.
+// updated on the device with 8-bit moments (streamed and exact, their counts changing between
+// steps), and the device optimizer. A wait missing in the executor makes a copy read or land too late here.
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -191,6 +191,28 @@ TEST(DeferredCopiesTest, Bf16DeviceUpdateLayers8bit) {
   };
   run.eager_streams = {0, 1 << 1, 1 << 2, 1 << 3};
   ExpectDeferredCopiesGiveTheSameBits(run, "device_update");
+}
+
+// The same with clipping on: exact steps update the device layers after the pass, each one's
+// state and gradient (from its mirror) going up through the two staging buffers, two ahead.
+TEST(DeferredCopiesTest, Bf16ClippedDeviceUpdateLayers8bit) {
+  auto f = testing::LoadGolden("llama31");
+  Scenario run;
+  run.spec = testing::GoldenSpec(f, 1);
+  run.spec.model_dir = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
+  run.spec.random_init = true;
+  run.spec.optimizer.moments_8bit = true;
+  run.spec.engine.compute_dtype = "bf16";
+  run.spec.engine.device_update_layers = 5;
+  run.spec.max_grad_norm = 0.05;
+  run.device_update_counts = {5, 3, 5, 1, 2};
+  for (int s = 0; s < 5; ++s) run.steps.push_back(s == 3 ? f.batches[s] : std::vector<TokenBatch>{f.batches[s][0]});
+  run.expect_plan = [](const MemoryPlan& p) {
+    EXPECT_EQ(p.window_slots, 1);
+    EXPECT_EQ(p.device_update_layers, 5);
+  };
+  run.eager_streams = {0, 1 << 1, 1 << 2, 1 << 3};
+  ExpectDeferredCopiesGiveTheSameBits(run, "device_update_clipped");
 }
 
 // Every layer resident with its forward graph kept for one of them, the embedding updated by

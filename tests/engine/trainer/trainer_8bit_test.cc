@@ -262,20 +262,23 @@ TEST(Trainer8bitTest, CudaDeviceOptimizerGivesTheCpuBits) {
   ExpectDeviceUnitsGiveCpuBits(DeviceKind::kCuda);
 }
 
-// engine.device_update_layers: sliding layers whose update runs on the device in streamed steps
-// (no clipping, one bf16 micro-batch; one slot, so every layer slides). Some and all layers give
-// the same losses, grad norms and saved state, bit for bit, as none: the state goes to the device
-// (the step's H2D and D2H bytes grow by exactly that state), is updated there from the slot's
-// gradient and comes back with the new bf16 weights. A step of two micro-batches (not streamed)
-// in between updates those layers on the CPU as any, and streaming resumes after it. The golden
-// model has two layers; a random-init copy with five puts three and five layers through the two
-// staging buffers, each state going up one device-updated layer ahead of its backward.
-void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
+// engine.device_update_layers: sliding layers whose update runs on the device in direct steps
+// (one bf16 micro-batch; one slot, so every layer slides): streamed during the backward without
+// clipping, after the pass with it (exact: the gradient goes up from the layer's mirror with the
+// state once the clip coefficient is known). Some and all layers give the same losses, grad
+// norms and saved state, bit for bit, as none: the state goes to the device (the step's H2D and
+// D2H bytes grow by exactly that state, and in exact steps by the gradient up and the weights
+// down), is updated there and comes back with the new bf16 weights. A step of two micro-batches
+// (not direct) in between updates those layers on the CPU as any, and the device path resumes
+// after it. The golden model has two layers; a random-init copy with five puts three and five
+// layers through the two staging buffers (streamed: each state going up one device-updated
+// layer ahead of its backward; exact: two ahead of the update).
+void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device, double max_grad_norm) {
   auto f = testing::LoadGolden("llama31");
   const std::string five = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
   const int k = 6;
-  // Streamed steps (first micro-batch only), then one step of two micro-batches (not streamed),
-  // then streamed again.
+  // Direct steps (first micro-batch only), then one step of two micro-batches (not direct),
+  // then direct again.
   auto run = [&](Trainer& t) {
     std::vector<StepStats> out;
     for (int s = 0; s < k + 2; ++s) {
@@ -288,16 +291,19 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   for (const auto& [model, counts] : std::vector<std::pair<std::string, std::vector<int>>>{
            {f.model_dir, {1, 2}}, {five, {3, 5}}}) {
     SCOPED_TRACE(model);
-    TrainerSpec none = Spec8Bf16(f, 1, device, /*max_grad_norm=*/0);
+    TrainerSpec none = Spec8Bf16(f, 1, device, max_grad_norm);
     none.model_dir = model;
     none.random_init = model == five;
     auto ref = Make(none);
     ASSERT_TRUE(ref);
     const std::vector<StepStats> want = run(*ref);
+    // With clipping, every step clips (the coefficient reaches the device kernel).
+    for (int s = 0; s < k + 2 && max_grad_norm > 0; ++s) EXPECT_GT(want[s].grad_norm, max_grad_norm) << "step " << s;
     const std::string dref = FreshDir("trainer_8bit_update_none");
     ASSERT_TRUE(ref->SaveState(dref).ok());
     const ModelLayout layout(*LoadModelConfig(model));
     const int64_t n = layout.layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
+    const int64_t per_layer = max_grad_norm > 0 ? state + 2 * n : state;
     for (int layers : counts) {
       SCOPED_TRACE(::testing::Message() << layers << " layer(s) updated on the device");
       TrainerSpec dev = none;
@@ -310,8 +316,9 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
       for (int s = 0; s < k + 2; ++s) {
         EXPECT_EQ(got[s].loss, want[s].loss) << "step " << s;
         EXPECT_EQ(got[s].grad_norm, want[s].grad_norm) << "step " << s;
-        // The device path ran in the streamed steps: each such layer's state went both ways.
-        const int64_t extra = s == k ? 0 : layers * state;
+        EXPECT_EQ(got[s].device_update_layers, s == k ? 0 : layers) << "step " << s;
+        // The device path ran in the direct steps: each such layer's state went both ways.
+        const int64_t extra = s == k ? 0 : layers * per_layer;
         EXPECT_EQ(got[s].h2d_bytes - want[s].h2d_bytes, extra) << "step " << s;
         EXPECT_EQ(got[s].d2h_bytes - want[s].d2h_bytes, extra) << "step " << s;
       }
@@ -322,11 +329,16 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device) {
   }
 }
 
-TEST(Trainer8bitTest, DeviceUpdateLayersGiveTheCpuBits) { ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCpu); }
+TEST(Trainer8bitTest, DeviceUpdateLayersGiveTheCpuBits) { ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCpu, 0); }
+
+TEST(Trainer8bitTest, ClippedDeviceUpdateLayersGiveTheCpuBits) {
+  ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCpu, 0.05);
+}
 
 TEST(Trainer8bitTest, CudaDeviceUpdateLayersGiveTheCpuBits) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
-  ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCuda);
+  ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCuda, 0);
+  ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind::kCuda, 0.05);
 }
 
 // The count of device-updated layers may change between steps (engine.device_update_layers:
@@ -334,11 +346,11 @@ TEST(Trainer8bitTest, CudaDeviceUpdateLayersGiveTheCpuBits) {
 // the host before its next CPU update, one joining it sends its state up after its last CPU
 // update. Counts changing every step (the first n of the candidate order) give the bits of none,
 // and each step reports its count; counts outside the candidates are refused.
-void ExpectChangingCountsGiveCpuBits(DeviceKind device) {
+void ExpectChangingCountsGiveCpuBits(DeviceKind device, double max_grad_norm) {
   auto f = testing::LoadGolden("llama31");
   const std::string five = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
   const std::vector<int> counts = {5, 0, 3, 1, 5, 2, 0, 4};
-  TrainerSpec none = Spec8Bf16(f, 1, device, /*max_grad_norm=*/0);
+  TrainerSpec none = Spec8Bf16(f, 1, device, max_grad_norm);
   none.model_dir = five;
   none.random_init = true;
   auto ref = Make(none);
@@ -349,6 +361,7 @@ void ExpectChangingCountsGiveCpuBits(DeviceKind device) {
   ASSERT_TRUE(t);
   const ModelLayout layout(*LoadModelConfig(five));
   const int64_t n = layout.layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
+  const int64_t per_layer = max_grad_norm > 0 ? state + 2 * n : state;  // exact: gradient up, weights down
   for (size_t s = 0; s < counts.size(); ++s) {
     SCOPED_TRACE(::testing::Message() << "step " << s << ", " << counts[s] << " layer(s) on the device");
     auto want = ref->Step({f.batches[s][0]});
@@ -360,8 +373,8 @@ void ExpectChangingCountsGiveCpuBits(DeviceKind device) {
     EXPECT_EQ(got->grad_norm, want->grad_norm);
     EXPECT_EQ(got->device_update_layers, counts[s]);
     EXPECT_FALSE(got->device_update_tuning);
-    EXPECT_EQ(got->h2d_bytes - want->h2d_bytes, counts[s] * state);
-    EXPECT_EQ(got->d2h_bytes - want->d2h_bytes, counts[s] * state);
+    EXPECT_EQ(got->h2d_bytes - want->h2d_bytes, counts[s] * per_layer);
+    EXPECT_EQ(got->d2h_bytes - want->d2h_bytes, counts[s] * per_layer);
   }
   const std::string dref = FreshDir("trainer_8bit_counts_none"), d = FreshDir("trainer_8bit_counts_dev");
   ASSERT_TRUE(ref->SaveState(dref).ok());
@@ -375,12 +388,14 @@ void ExpectChangingCountsGiveCpuBits(DeviceKind device) {
 }
 
 TEST(Trainer8bitTest, ChangingDeviceUpdateCountsGiveTheCpuBits) {
-  ExpectChangingCountsGiveCpuBits(DeviceKind::kCpu);
+  ExpectChangingCountsGiveCpuBits(DeviceKind::kCpu, 0);
+  ExpectChangingCountsGiveCpuBits(DeviceKind::kCpu, 0.05);
 }
 
 TEST(Trainer8bitTest, CudaChangingDeviceUpdateCountsGiveTheCpuBits) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (tested on the GPU machine)";
-  ExpectChangingCountsGiveCpuBits(DeviceKind::kCuda);
+  ExpectChangingCountsGiveCpuBits(DeviceKind::kCuda, 0);
+  ExpectChangingCountsGiveCpuBits(DeviceKind::kCuda, 0.05);
 }
 
 // engine.device_update_layers auto on the CPU tier (five layers through one slot): two thirds
@@ -463,7 +478,8 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
 }
 
 // What engine.device_update_layers cannot serve is refused naming the key: fp32 moments, steps
-// that clip or accumulate (never streamed), fp32 compute, more layers than the model has.
+// that accumulate (gradients never in the mirrors), fp32 compute, more layers than the model
+// has. Clipping is served (exact steps update those layers after the pass).
 TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
   auto f = testing::LoadGolden("llama31");
   TrainerSpec ok = Spec8Bf16(f, 1, DeviceKind::kAuto, /*max_grad_norm=*/0);
@@ -473,13 +489,14 @@ TEST(Trainer8bitTest, DeviceUpdateLayersRefusalsNameTheKey) {
   fp32.optimizer.moments_8bit = false;
   TrainerSpec clip = ok;
   clip.max_grad_norm = 1.0;
+  EXPECT_TRUE(Trainer::Create(clip).ok());
   TrainerSpec f32c = ok;
   f32c.engine.compute_dtype = "fp32";
   TrainerSpec many = ok;
   many.engine.device_update_layers = 3;
   TrainerSpec accum = ok;
   accum.engine.max_micro_batches_per_step = 2;
-  for (const TrainerSpec* s : {&fp32, &clip, &f32c, &many, &accum}) {
+  for (const TrainerSpec* s : {&fp32, &f32c, &many, &accum}) {
     auto t = Trainer::Create(*s);
     ASSERT_FALSE(t.ok());
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << t.status();
