@@ -161,7 +161,7 @@ absl::StatusOr<std::vector<std::shared_ptr<Event>>> Executor::ExactDeviceUpdates
     if (DeviceUpdateOn(u)) units.push_back(u);
   }
   if (units.empty()) return landed;
-  SFD_RETURN_IF_ERROR(compat::CatchTorch("device AdamW of sliding layers", [&] {
+  const absl::Status st = compat::CatchTorch("device AdamW of sliding layers", [&] {
     at::NoGradGuard no_grad;
     // The gradients went into the mirrors on the D2H stream during the pass.
     std::unique_ptr<Event> grads_home = backend_->NewEvent();
@@ -181,7 +181,11 @@ absl::StatusOr<std::vector<std::shared_ptr<Event>>> Executor::ExactDeviceUpdates
       landed[u] = UpdateFromStage(b, u, hp, b->grad, nullptr, stats);
       if (k + ahead < static_cast<int>(units.size())) StateH2D(units[k + ahead], stats, true);
     }
-  }));
+  });
+  if (!st.ok()) {  // staging buffers may be left occupied: this executor takes no more work
+    Fail(st);
+    return st;
+  }
   return landed;
 }
 

@@ -15,7 +15,8 @@ DeviceUpdateTuner::DeviceUpdateTuner(int max_layers, DeviceUpdateTunerOptions op
   }
 }
 
-void DeviceUpdateTuner::Observe(double step_seconds, double optimizer_seconds, int64_t tokens) {
+void DeviceUpdateTuner::Observe(double step_seconds, double optimizer_seconds, int64_t tokens,
+                                double stall_seconds) {
   if (done_) return;
   if (skip_ > 0) {
     --skip_;
@@ -24,27 +25,33 @@ void DeviceUpdateTuner::Observe(double step_seconds, double optimizer_seconds, i
   if (!(step_seconds > 0) || tokens <= 0) return;  // nothing to learn from
   per_token_.push_back(step_seconds / static_cast<double>(tokens));
   optimizer_fraction_.push_back(optimizer_seconds / step_seconds);
+  stall_fraction_.push_back(stall_seconds / step_seconds);
   if (static_cast<int>(per_token_.size()) < std::max(1, options_.measure_steps)) return;
-  const double n = static_cast<double>(per_token_.size());
-  const double mean = std::accumulate(per_token_.begin(), per_token_.end(), 0.0) / n;
-  const double frac = std::accumulate(optimizer_fraction_.begin(), optimizer_fraction_.end(), 0.0) / n;
+  auto mean = [](const std::vector<double>& v) {
+    return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  };
+  const double per_token = mean(per_token_), frac = mean(optimizer_fraction_), stall = mean(stall_fraction_);
   per_token_.clear();
   optimizer_fraction_.clear();
-  Measured(mean, frac);
+  stall_fraction_.clear();
+  Measured(per_token, frac, stall);
 }
 
 void DeviceUpdateTuner::Disturbed() {
   if (!done_) skip_ = std::max(skip_, 1);
 }
 
-void DeviceUpdateTuner::Measured(double seconds_per_token, double optimizer_fraction) {
+void DeviceUpdateTuner::Measured(double seconds_per_token, double optimizer_fraction, double stall_fraction) {
   measured_[current_] = seconds_per_token;
   if (measured_.size() == 1) {  // count 0, the first measurement
-    if (optimizer_fraction < options_.cpu_bound_fraction) {
+    if (optimizer_fraction < options_.cpu_bound_fraction && stall_fraction < options_.stall_fraction) {
       done_ = true;
-      char buf[96];
-      std::snprintf(buf, sizeof buf, "the CPU AdamW took %.0f%% of the step, under %.0f%%: not CPU-bound",
-                    100 * optimizer_fraction, 100 * options_.cpu_bound_fraction);
+      char buf[192];
+      std::snprintf(buf, sizeof buf,
+                    "the CPU AdamW took %.0f%% of the step (under %.0f%%) and the device waited for it "
+                    "%.0f%% (under %.0f%%): not bound by the update",
+                    100 * optimizer_fraction, 100 * options_.cpu_bound_fraction, 100 * stall_fraction,
+                    100 * options_.stall_fraction);
       why_ = buf;
       return;
     }

@@ -459,9 +459,12 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
       absl::StatusOr<std::vector<std::shared_ptr<Event>>> du = m.executor->ExactDeviceUpdates(hp, &pass);
       if (!du.ok()) {  // some layers may have been updated: their mirrors hold weights, others grads
         m.optimizer->WaitAll();
+        // Copies already issued land first (a device fault fails this too: nothing then lands).
+        (void)compat::CatchTorch("waiting for the device", [&] { m.backend->Synchronize(); });
         m.RefreshMirrors();
         m.invalid_state = "step " + std::to_string(m.step + 1) + " failed in the device update of sliding layers "
-                          "(engine.device_update_layers): load a checkpoint to continue (" +
+                          "(engine.device_update_layers), which left part of the model updated; this engine "
+                          "takes no more steps: restart the job from a checkpoint (" +
                           std::string(du.status().message()) + ")";
         return absl::Status(du.status().code(), m.invalid_state);
       }
@@ -486,7 +489,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.device_update_layers = direct ? m.du_count : 0;
   st.device_update_tuning = tuning;
   if (tuning) {
-    m.du_tuner->Observe(st.step_seconds, st.optimizer_busy_seconds, st.tokens);
+    m.du_tuner->Observe(st.step_seconds, st.optimizer_busy_seconds, st.tokens, pass.stall_optimizer_seconds);
     if (m.du_tuner->done()) spdlog::info("engine.device_update_layers auto: {}", m.du_tuner->Summary());
   }
   const DeviceMemory dm = m.backend->Memory();

@@ -366,6 +366,7 @@ void ExpectChangingCountsGiveCpuBits(DeviceKind device, double max_grad_norm) {
     SCOPED_TRACE(::testing::Message() << "step " << s << ", " << counts[s] << " layer(s) on the device");
     auto want = ref->Step({f.batches[s][0]});
     ASSERT_TRUE(want.ok()) << want.status();
+    if (max_grad_norm > 0) EXPECT_GT(want->grad_norm, max_grad_norm);  // the step clips
     ASSERT_TRUE(t->SetDeviceUpdateLayers(counts[s]).ok());
     auto got = t->Step({f.batches[s][0]});
     ASSERT_TRUE(got.ok()) << got.status();
@@ -406,6 +407,55 @@ TEST(Trainer8bitTest, CudaChangingDeviceUpdateCountsGiveTheCpuBits) {
 // stops at count 0 after measuring it. Without sliding layers there are no candidates.
 TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
   auto f = testing::LoadGolden("llama31");
+  // Streamed steps, and exact ones (clipping 0.05: every step clips).
+  for (double clip : {0.0, 0.05}) {
+    SCOPED_TRACE(::testing::Message() << "max_grad_norm " << clip);
+    TrainerSpec none = Spec8Bf16(f, 1, DeviceKind::kCpu, clip);
+    none.model_dir = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
+    none.random_init = true;
+    none.engine.max_micro_batches_per_step = 1;  // every step is direct (auto plans nothing otherwise)
+    TrainerSpec autos = none;
+    autos.engine.device_update_layers = -1;
+    autos.engine.device_update_cpu_bound = 0;  // search whatever the CPU's share
+    auto ref = Make(none);
+    auto t = Make(autos);
+    ASSERT_TRUE(ref && t);
+    EXPECT_TRUE(t->plan().device_update_auto);
+    ASSERT_EQ(t->plan().device_update_layers, 4);
+    EXPECT_NE(t->plan().summary.find("up to 4 sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
+    const int limit = 2 + 3 * (4 + 1);  // warm-up, then at most every count once (settle + 2)
+    bool searching = true;
+    int last_search_step = -1, max_count_searched = 0;
+    for (int s = 0; s < limit + 3; ++s) {
+      SCOPED_TRACE(::testing::Message() << "step " << s);
+      const std::vector<TokenBatch> batch = {f.batches[s % f.batches.size()][0]};
+      auto want = ref->Step(batch);
+      auto got = t->Step(batch);
+      ASSERT_TRUE(want.ok() && got.ok()) << want.status() << got.status();
+      if (clip > 0) EXPECT_GT(want->grad_norm, clip);  // the step clips
+      EXPECT_EQ(got->loss, want->loss);
+      EXPECT_EQ(got->grad_norm, want->grad_norm);
+      EXPECT_GE(got->device_update_layers, 0);
+      EXPECT_LE(got->device_update_layers, 4);
+      if (got->device_update_tuning) {
+        EXPECT_TRUE(searching) << "searching again after it had ended";
+        last_search_step = s;
+        max_count_searched = std::max(max_count_searched, got->device_update_layers);
+      } else {
+        searching = false;
+        // Once the search has ended, every step runs its choice.
+        ASSERT_TRUE(t->device_update_choice().has_value());
+        EXPECT_EQ(got->device_update_layers, *t->device_update_choice());
+      }
+    }
+    EXPECT_GE(last_search_step, 1);  // the warm-up steps at least
+    EXPECT_LT(last_search_step, limit);
+    EXPECT_GE(max_count_searched, 2);  // after count 0 it tries (4 + 1) / 2 whatever the times
+    const std::string dref = FreshDir("trainer_8bit_auto_none"), d = FreshDir("trainer_8bit_auto");
+    ASSERT_TRUE(ref->SaveState(dref).ok());
+    ASSERT_TRUE(t->SaveState(d).ok());
+    EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), ModelLayout(*LoadModelConfig(none.model_dir)).num_units() + 1);
+  }
   TrainerSpec none = Spec8Bf16(f, 1, DeviceKind::kCpu, /*max_grad_norm=*/0);
   none.model_dir = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
   none.random_init = true;
@@ -413,43 +463,6 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
   TrainerSpec autos = none;
   autos.engine.device_update_layers = -1;
   autos.engine.device_update_cpu_bound = 0;  // search whatever the CPU's share
-  auto ref = Make(none);
-  auto t = Make(autos);
-  ASSERT_TRUE(ref && t);
-  EXPECT_TRUE(t->plan().device_update_auto);
-  ASSERT_EQ(t->plan().device_update_layers, 4);
-  EXPECT_NE(t->plan().summary.find("up to 4 sliding layer(s) on the device"), std::string::npos) << t->plan().summary;
-  const int limit = 2 + 3 * (4 + 1);  // warm-up, then at most every count once (settle + 2)
-  bool searching = true;
-  int last_search_step = -1, max_count_searched = 0;
-  for (int s = 0; s < limit + 3; ++s) {
-    SCOPED_TRACE(::testing::Message() << "step " << s);
-    const std::vector<TokenBatch> batch = {f.batches[s % f.batches.size()][0]};
-    auto want = ref->Step(batch);
-    auto got = t->Step(batch);
-    ASSERT_TRUE(want.ok() && got.ok()) << want.status() << got.status();
-    EXPECT_EQ(got->loss, want->loss);
-    EXPECT_EQ(got->grad_norm, want->grad_norm);
-    EXPECT_GE(got->device_update_layers, 0);
-    EXPECT_LE(got->device_update_layers, 4);
-    if (got->device_update_tuning) {
-      EXPECT_TRUE(searching) << "searching again after it had ended";
-      last_search_step = s;
-      max_count_searched = std::max(max_count_searched, got->device_update_layers);
-    } else {
-      searching = false;
-      // Once the search has ended, every step runs its choice.
-      ASSERT_TRUE(t->device_update_choice().has_value());
-      EXPECT_EQ(got->device_update_layers, *t->device_update_choice());
-    }
-  }
-  EXPECT_GE(last_search_step, 1);  // the warm-up steps at least
-  EXPECT_LT(last_search_step, limit);
-  EXPECT_GE(max_count_searched, 2);  // after count 0 it tries (4 + 1) / 2 whatever the times
-  const std::string dref = FreshDir("trainer_8bit_auto_none"), d = FreshDir("trainer_8bit_auto");
-  ASSERT_TRUE(ref->SaveState(dref).ok());
-  ASSERT_TRUE(t->SaveState(d).ok());
-  EXPECT_EQ(ExpectSameOptimizerFiles(d, dref), ModelLayout(*LoadModelConfig(none.model_dir)).num_units() + 1);
   // Not forced: the tiny model's update is a small share of its step, so count 0 it stays.
   TrainerSpec unforced = autos;
   unforced.engine.device_update_cpu_bound = 0.8;
