@@ -197,6 +197,13 @@ class Executor {
   // between passes only): a subset, since only those have pinned state and staging. The
   // others go the CPU's way. Changing it between steps changes no bit (the same update).
   absl::Status SetDeviceUpdated(std::vector<bool> units);
+  // Ends the device update of sliding layers for good (engine.device_update_layers auto chose
+  // none; between passes, with no unit updated here): frees the staging buffers once their
+  // last copies have run. SetDeviceUpdated then accepts no unit.
+  absl::Status ReleaseDeviceUpdate();
+  // The last this-many layers keep their saved inputs on the device (the plan's
+  // device_saved_layers; between passes: e.g. grown into released staging).
+  void set_device_saved_layers(int n) { options_.device_saved_layers = n; }
   // Streaming passes (OptimizerStage::set_on_streamed_update, the stage's thread): the CPU has
   // updated `unit` for `step` — the embedding's rows but the batch's (`partial`), or the head.
   // Its new weights go up now on the kEarlyH2D stream after `landed` (compute is done with the unit in

@@ -68,6 +68,30 @@ absl::Status Executor::SetDeviceUpdated(std::vector<bool> units) {
   return absl::OkStatus();
 }
 
+absl::Status Executor::ReleaseDeviceUpdate() {
+  SFD_RETURN_IF_ERROR(failure());
+  for (size_t u = 0; u < device_updated_.size(); ++u) {
+    if (device_updated_[u]) {
+      return absl::FailedPreconditionError("unit " + std::to_string(u) + " is still updated on the device");
+    }
+  }
+  for (const StateStage& b : state_stages_) {
+    if (b.unit >= 0) return absl::FailedPreconditionError("device update of unit " + std::to_string(b.unit) + " in flight");
+  }
+  SFD_RETURN_IF_ERROR(compat::CatchTorch("releasing the state staging", [&] {
+    for (StateStage& b : state_stages_) {
+      if (b.used) b.returned->Synchronize();  // its last copies read the buffers
+      for (const at::Tensor* t : {&b.master, &b.m, &b.m_scale, &b.v, &b.v_scale, &b.grad}) {
+        if (t->defined()) device_bytes_ -= t->nbytes();
+      }
+    }
+    state_stages_.clear();
+  }));
+  options_.device_update_units.clear();
+  device_updated_.clear();
+  return absl::OkStatus();
+}
+
 void Executor::StateH2D(int unit, PassStats* stats, bool with_grad) {
   StateStage& b = state_stages_[state_next_];
   state_next_ = (state_next_ + 1) % static_cast<int>(state_stages_.size());

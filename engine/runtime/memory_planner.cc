@@ -390,6 +390,19 @@ absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool
 
 int AutoDeviceUpdateLayers(int num_layers) { return (2 * num_layers + 2) / 3; }
 
+int DeviceSavedLayersWithoutStaging(const PlannerInputs& in, const MemoryPlan& current) {
+  if (current.activations_on_device) return current.device_saved_layers;
+  absl::StatusOr<MemoryPlan> without = PlanWith(in, 0, /*du_auto=*/false);
+  if (!without.ok() || without->window_slots != current.window_slots ||
+      without->layer_chunk_tokens != current.layer_chunk_tokens ||
+      without->lm_head_chunk_tokens != current.lm_head_chunk_tokens ||
+      without->keep_graph_layers != current.keep_graph_layers) {
+    return current.device_saved_layers;
+  }
+  const int saved = without->activations_on_device ? without->num_layers : without->device_saved_layers;
+  return std::max(saved, current.device_saved_layers);
+}
+
 absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   const EngineSpec& e = *in.engine;
   const int L = in.layout->num_layers();

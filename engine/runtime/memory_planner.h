@@ -62,6 +62,11 @@ std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int d
 // Candidate layers of engine.device_update_layers: auto (two thirds of the layers; measured
 // best so far 14 of 28, 20 worse on both hosts tried).
 int AutoDeviceUpdateLayers(int num_layers);
+// engine.device_update_layers auto that chose none: how many of the last layers keep their saved
+// inputs on the device once the candidates' staging is released — the plan without the staging
+// (from the same inputs), where it has the same slots, chunks and kept graphs and keeps more
+// (all L when it keeps every input on the device); otherwise `current`'s count.
+int DeviceSavedLayersWithoutStaging(const PlannerInputs& in, const MemoryPlan& current);
 // The fraction a spec asks for (0 without nvme_dir); InvalidArgument naming
 // engine.nvme_fraction when it is outside [0, 1] or set without engine.nvme_dir.
 absl::StatusOr<double> NvmeFraction(const EngineSpec& e);

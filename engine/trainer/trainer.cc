@@ -83,6 +83,7 @@ struct Trainer::Impl {
   std::unique_ptr<ModelLayout> layout;
   ModelInfo info;
   MemoryPlan plan;
+  PlannerInputs planner_inputs;  // what the plan was made from (ReleaseDeviceUpdateIfUnused)
   CpuPlacement placement;  // where set-up runs and the engine's threads live
   at::ScalarType dtype = at::kFloat;
   std::unique_ptr<Backend> backend;
@@ -126,6 +127,30 @@ struct Trainer::Impl {
     for (int k = 0; k < n; ++k) on[du_order[k]] = true;
     SFD_RETURN_IF_ERROR(executor->SetDeviceUpdated(std::move(on)));
     du_count = n;
+    return absl::OkStatus();
+  }
+
+  // engine.device_update_layers auto chose none: the candidates' staging buffers go, and the
+  // saved inputs they displaced come back to the device where the plan without them (same
+  // slots and chunks) keeps more. Nothing changes a bit; SetDeviceUpdateLayers then refuses
+  // any count but 0.
+  absl::Status ReleaseDeviceUpdateIfUnused() {
+    if (!(plan.device_update_auto && du_tuner && du_tuner->done() && du_tuner->count() == 0)) {
+      return absl::OkStatus();
+    }
+    plan.device_update_auto = false;  // tried once
+    SFD_RETURN_IF_ERROR(executor->ReleaseDeviceUpdate());
+    du_order.clear();
+    plan.device_update_layers = 0;
+    const int saved = DeviceSavedLayersWithoutStaging(planner_inputs, plan);
+    if (saved > plan.device_saved_layers) {
+      spdlog::info("engine.device_update_layers auto chose 0: staging released; the last {} of {} layers' saved "
+                   "inputs stay on the device (were {})", saved, plan.num_layers, plan.device_saved_layers);
+      executor->set_device_saved_layers(saved);
+      plan.device_saved_layers = saved;
+    } else {
+      spdlog::info("engine.device_update_layers auto chose 0: staging released");
+    }
     return absl::OkStatus();
   }
 
@@ -192,6 +217,7 @@ absl::Status Trainer::Impl::LoadAndPlan() {
     SFD_ASSIGN_OR_RETURN(pin.nvme_available, NvmeDirFreeBytes(spec.engine.nvme_dir));
   }
   SFD_ASSIGN_OR_RETURN(plan, PlanMemory(pin));
+  planner_inputs = pin;
   if (spec.engine.bind_to_device_node && backend->is_cuda()) {
     placement = PlaceNearDevice(backend->pci_bus_id(), AllowedCpus());
   } else {
@@ -490,7 +516,11 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TokenBatch>& micro_bat
   st.device_update_tuning = tuning;
   if (tuning) {
     m.du_tuner->Observe(st.step_seconds, st.optimizer_busy_seconds, st.tokens, pass.stall_optimizer_seconds);
-    if (m.du_tuner->done()) spdlog::info("engine.device_update_layers auto: {}", m.du_tuner->Summary());
+    if (m.du_tuner->done()) {
+      spdlog::info("engine.device_update_layers auto: {}", m.du_tuner->Summary());
+      const absl::Status released = m.ReleaseDeviceUpdateIfUnused();
+      if (!released.ok()) spdlog::warn("engine.device_update_layers auto: staging kept: {}", released.ToString());
+    }
   }
   const DeviceMemory dm = m.backend->Memory();
   st.peak.device = dm.peak;

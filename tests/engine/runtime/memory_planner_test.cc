@@ -35,12 +35,12 @@ struct Shape {
 Shape Llama3B() { return Shape(Llama(3072, 8192, 28, 24, true)); }
 Shape Llama8B() { return Shape(Llama(4096, 14336, 32, 32, false)); }
 
-absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_gib,
-                                EngineSpec e = EngineSpec(), bool moments_8bit = false,
-                                bool grad_accumulators = true, bool direct_steps = false,
-                                bool clipped = false) {
-  e.max_tokens_per_micro_batch = tokens;
-  e.device_memory_budget = budget_gib * kGiB;
+// Planner inputs for `s` on a test H200 (139 GiB free), `e` with `tokens` per micro-batch and a
+// budget of `budget_gib` (0: none); `e` must outlive the result.
+PlannerInputs Inputs(const Shape& s, int64_t tokens, int64_t budget_gib, EngineSpec* e, bool moments_8bit,
+                     bool grad_accumulators, bool direct_steps, bool clipped) {
+  e->max_tokens_per_micro_batch = tokens;
+  e->device_memory_budget = budget_gib * kGiB;
   PlannerInputs in;
   in.config = &s.config;
   in.layout = &s.layout;
@@ -50,12 +50,19 @@ absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_g
   in.device_name = "test H200";
   in.device_free = 139 * kGiB;
   in.host_available = 0;  // unknown: not what these tests are about
-  in.engine = &e;
+  in.engine = e;
   in.moments_8bit = moments_8bit;
   in.grad_accumulators = grad_accumulators;
   in.direct_steps = direct_steps;
   in.clipped = clipped;
-  return PlanMemory(in);
+  return in;
+}
+
+absl::StatusOr<MemoryPlan> Plan(const Shape& s, int64_t tokens, int64_t budget_gib,
+                                EngineSpec e = EngineSpec(), bool moments_8bit = false,
+                                bool grad_accumulators = true, bool direct_steps = false,
+                                bool clipped = false) {
+  return PlanMemory(Inputs(s, tokens, budget_gib, &e, moments_8bit, grad_accumulators, direct_steps, clipped));
 }
 
 TEST(MemoryPlannerTest, EveryBudgetFitsAndMoreBudgetNeverGivesLess) {
@@ -195,6 +202,35 @@ TEST(MemoryPlannerTest, DeviceUpdateAutoPlansCandidatesWhereTheUpdateCanRun) {
   }
   e.device_update_layers = -2;
   EXPECT_FALSE(Plan(s, 8192, 8, e, true, false, true).ok());
+}
+
+TEST(MemoryPlannerTest, ReleasedStagingGivesTheSavedInputsBack) {
+  // 3B bs8 under 8 GiB (the session-11 H100 plans): with auto's staging the saved inputs are
+  // offloaded but for a few layers; without it they all stay on the device, so once auto has
+  // chosen none (staging released) every layer keeps its input there. Where the plan without
+  // staging has other slots, or auto planned no staging, the count stays.
+  const Shape s = Llama3B();
+  EngineSpec e;
+  e.device_update_layers = -1;
+  const PlannerInputs in = Inputs(s, 8192, 8, &e, /*moments_8bit=*/true, /*grad_accumulators=*/false,
+                                  /*direct_steps=*/true, /*clipped=*/false);
+  auto p = PlanMemory(in);
+  ASSERT_TRUE(p.ok()) << p.status();
+  SCOPED_TRACE(p->summary);
+  ASSERT_TRUE(p->device_update_auto);
+  ASSERT_FALSE(p->activations_on_device);
+  EXPECT_LT(p->device_saved_layers, 28);
+  EXPECT_EQ(DeviceSavedLayersWithoutStaging(in, *p), 28);
+  MemoryPlan other_slots = *p;
+  other_slots.window_slots = p->window_slots - 1;
+  EXPECT_EQ(DeviceSavedLayersWithoutStaging(in, other_slots), p->device_saved_layers);
+  EngineSpec none = e;
+  none.device_update_layers = 0;
+  const PlannerInputs in0 = Inputs(s, 8192, 8, &none, true, false, true, false);
+  auto q = PlanMemory(in0);
+  ASSERT_TRUE(q.ok());
+  EXPECT_TRUE(q->activations_on_device);
+  EXPECT_EQ(DeviceSavedLayersWithoutStaging(in0, *q), q->device_saved_layers);
 }
 
 TEST(MemoryPlannerTest, DeviceUpdateOrderSpreadsEveryPrefix) {

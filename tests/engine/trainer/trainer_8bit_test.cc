@@ -463,17 +463,31 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
   TrainerSpec autos = none;
   autos.engine.device_update_layers = -1;
   autos.engine.device_update_cpu_bound = 0;  // search whatever the CPU's share
-  // Not forced: the tiny model's update is a small share of its step, so count 0 it stays.
+  // Not forced: the tiny model's update is a small share of its step, so count 0 it stays, and
+  // the candidates' staging is released then: the plan has none left, a count above 0 is
+  // refused, and the steps go on with none's bits.
   TrainerSpec unforced = autos;
   unforced.engine.device_update_cpu_bound = 0.8;
   auto u = Make(unforced);
-  ASSERT_TRUE(u);
+  auto ref0 = Make(none);
+  ASSERT_TRUE(u && ref0);
   for (int s = 0; s < 8; ++s) {
-    auto st = u->Step({f.batches[s % f.batches.size()][0]});
-    ASSERT_TRUE(st.ok()) << st.status();
+    const std::vector<TokenBatch> batch = {f.batches[s % f.batches.size()][0]};
+    auto st = u->Step(batch);
+    auto want = ref0->Step(batch);
+    ASSERT_TRUE(st.ok() && want.ok()) << st.status() << want.status();
+    EXPECT_EQ(st->loss, want->loss) << "step " << s;
     EXPECT_EQ(st->device_update_layers, 0) << "step " << s;
     EXPECT_EQ(st->device_update_tuning, s < 4) << "step " << s;
+    EXPECT_EQ(u->plan().device_update_layers, s < 3 ? 4 : 0) << "step " << s;  // released after the search
   }
+  EXPECT_FALSE(u->plan().device_update_auto);
+  EXPECT_EQ(u->SetDeviceUpdateLayers(1).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(u->SetDeviceUpdateLayers(0).ok());
+  auto after = u->Step({f.batches[0][0]});
+  auto want_after = ref0->Step({f.batches[0][0]});
+  ASSERT_TRUE(after.ok() && want_after.ok());
+  EXPECT_EQ(after->loss, want_after->loss);
   // Steps that may accumulate (max_micro_batches_per_step not 1) never stream: no candidates.
   TrainerSpec accumulating = autos;
   accumulating.engine.max_micro_batches_per_step = 0;
