@@ -170,10 +170,10 @@ TEST(DeferredCopiesTest, Bf16InputsInMirrorsStreamed) {
 }
 
 // engine.device_update_layers with 8-bit moments: five sliding layers, one slot, the state of
-// up to five layers through the two staging buffers; the count changes between streamed steps
-// (a layer leaving and joining the device path) and a step of two micro-batches (not streamed)
+// up to five layers through the two staging buffers; the count changes between direct steps
+// (a layer leaving and joining the device path) and a step of two micro-batches (not direct)
 // updates them all on the CPU.
-TEST(DeferredCopiesTest, Bf16DeviceUpdateLayers8bit) {
+Scenario DeviceUpdateScenario(double max_grad_norm) {
   auto f = testing::LoadGolden("llama31");
   Scenario run;
   run.spec = testing::GoldenSpec(f, 1);
@@ -182,7 +182,7 @@ TEST(DeferredCopiesTest, Bf16DeviceUpdateLayers8bit) {
   run.spec.optimizer.moments_8bit = true;
   run.spec.engine.compute_dtype = "bf16";
   run.spec.engine.device_update_layers = 5;
-  run.spec.max_grad_norm = 0;
+  run.spec.max_grad_norm = max_grad_norm;
   run.device_update_counts = {5, 3, 5, 1, 2};
   for (int s = 0; s < 5; ++s) run.steps.push_back(s == 3 ? f.batches[s] : std::vector<TokenBatch>{f.batches[s][0]});
   run.expect_plan = [](const MemoryPlan& p) {
@@ -190,29 +190,19 @@ TEST(DeferredCopiesTest, Bf16DeviceUpdateLayers8bit) {
     EXPECT_EQ(p.device_update_layers, 5);
   };
   run.eager_streams = {0, 1 << 1, 1 << 2, 1 << 3};
-  ExpectDeferredCopiesGiveTheSameBits(run, "device_update");
+  return run;
 }
 
-// The same with clipping on: exact steps update the device layers after the pass, each one's
-// state and gradient (from its mirror) going up through the two staging buffers, two ahead.
+// Streamed steps (no clipping): each layer's state goes up one device-updated layer ahead of
+// its backward.
+TEST(DeferredCopiesTest, Bf16DeviceUpdateLayers8bit) {
+  ExpectDeferredCopiesGiveTheSameBits(DeviceUpdateScenario(0), "device_update");
+}
+
+// Exact steps (clipping on): the device layers are updated after the pass, each one's state and
+// gradient (from its mirror) going up through the two staging buffers, two ahead.
 TEST(DeferredCopiesTest, Bf16ClippedDeviceUpdateLayers8bit) {
-  auto f = testing::LoadGolden("llama31");
-  Scenario run;
-  run.spec = testing::GoldenSpec(f, 1);
-  run.spec.model_dir = testing::ConfigVariant(f, "five_layers", {{"num_hidden_layers", 5}});
-  run.spec.random_init = true;
-  run.spec.optimizer.moments_8bit = true;
-  run.spec.engine.compute_dtype = "bf16";
-  run.spec.engine.device_update_layers = 5;
-  run.spec.max_grad_norm = 0.05;
-  run.device_update_counts = {5, 3, 5, 1, 2};
-  for (int s = 0; s < 5; ++s) run.steps.push_back(s == 3 ? f.batches[s] : std::vector<TokenBatch>{f.batches[s][0]});
-  run.expect_plan = [](const MemoryPlan& p) {
-    EXPECT_EQ(p.window_slots, 1);
-    EXPECT_EQ(p.device_update_layers, 5);
-  };
-  run.eager_streams = {0, 1 << 1, 1 << 2, 1 << 3};
-  ExpectDeferredCopiesGiveTheSameBits(run, "device_update_clipped");
+  ExpectDeferredCopiesGiveTheSameBits(DeviceUpdateScenario(0.05), "device_update_clipped");
 }
 
 // Every layer resident with its forward graph kept for one of them, the embedding updated by
