@@ -139,6 +139,9 @@ struct Trainer::Impl {
       return absl::OkStatus();
     }
     plan.device_update_auto = false;  // tried once
+    // A search that ended at 0 observed its last step with the count it tried last: apply 0
+    // now (that step's device updates are issued; ReleaseDeviceUpdate waits for their copies).
+    SFD_RETURN_IF_ERROR(SetDeviceUpdateCount(0));
     SFD_RETURN_IF_ERROR(executor->ReleaseDeviceUpdate());
     du_order.clear();
     plan.device_update_layers = 0;

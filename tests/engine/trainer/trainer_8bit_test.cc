@@ -443,9 +443,11 @@ TEST(Trainer8bitTest, DeviceUpdateAutoSearchesWithoutChangingABit) {
         max_count_searched = std::max(max_count_searched, got->device_update_layers);
       } else {
         searching = false;
-        // Once the search has ended, every step runs its choice.
+        // Once the search has ended, every step runs its choice; a choice of none released
+        // the staging (no candidates left in the plan).
         ASSERT_TRUE(t->device_update_choice().has_value());
         EXPECT_EQ(got->device_update_layers, *t->device_update_choice());
+        EXPECT_EQ(t->plan().device_update_layers, *t->device_update_choice() == 0 ? 0 : 4);
       }
     }
     EXPECT_GE(last_search_step, 1);  // the warm-up steps at least
