@@ -9,6 +9,8 @@
 //  - a device_update_units layer in a streaming pass: not its gradient but its new bf16 weights
 //    (the 8-bit update runs on the D2H stream over the slot's gradient), followed by its state
 //    (SlidingDeviceUpdate); the slot's grad_copied then covers the kernel and both copies.
+//    In an exact step its gradient goes into the mirror as any, and ExactDeviceUpdates
+//    updates it after the pass.
 // The embedding and head have buffers of their own, which remember the version they hold: a
 // load of that version sends nothing. In streaming passes their new weights go up as soon as
 // the optimizer has them (HostUnitUpdated: the embedding's rows but the batch's, and the head),
@@ -193,7 +195,7 @@ class Executor {
   // here), for OptimizerStage::Launch. Adds the bytes to `stats`.
   absl::StatusOr<std::vector<std::shared_ptr<Event>>> ExactDeviceUpdates(const AdamWStep& hp,
                                                                          PassStats* stats);
-  // Which device_update_units the next streaming passes update here (all of them until set;
+  // Which device_update_units the next direct passes update here (all of them until set;
   // between passes only): a subset, since only those have pinned state and staging. The
   // others go the CPU's way. Changing it between steps changes no bit (the same update).
   absl::Status SetDeviceUpdated(std::vector<bool> units);

@@ -1,7 +1,7 @@
 // DeviceUpdateTuner: how many sliding layers a direct step updates on the device
 // (engine.device_update_layers: auto), found by measuring steps rather than predicting them.
 //
-// A budgeted streamed step is bound by the CPU AdamW on some hosts and by PCIe on others: each
+// A budgeted direct step is bound by the CPU AdamW on some hosts and by PCIe on others: each
 // device-updated layer takes its update off the CPU but moves its fp32 master and 8-bit state
 // (6.1 B/param) both ways over PCIe. On two H100 hosts with the same code 14 of 28 layers gave
 // +26% on one and -20% on the other (bench/NOTES.md v20), so no count fits every machine.
@@ -46,7 +46,7 @@ class DeviceUpdateTuner {
   // Counts 0..max_layers (max_layers: the plan's candidates, whose state is pinned).
   explicit DeviceUpdateTuner(int max_layers, DeviceUpdateTunerOptions options = {});
 
-  // The count the next streamed step should use.
+  // The count the next direct step should use.
   int count() const { return current_; }
   // True once the search has ended (count() is then the chosen one for good).
   bool done() const { return done_; }

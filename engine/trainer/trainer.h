@@ -30,7 +30,7 @@ struct MemoryPlan {
   int64_t layer_chunk_tokens = 0;       // tokens per decoder-layer pass (0 = whole micro-batch)
   int keep_graph_layers = 0;            // layers whose forward graph is kept (no recompute)
   int device_optimizer_units = 0;       // leading units whose AdamW runs on the device
-  int device_update_layers = 0;         // sliding layers updated on the device (streamed steps)
+  int device_update_layers = 0;         // sliding layers updated on the device (direct steps)
   bool device_update_auto = false;      // ... at most; the count per step follows measured step times
   int nvme_layers = 0;                  // decoder layers whose AdamW moments live on NVMe
   int cpu_threads = 0;       // CPU AdamW threads (engine.cpu_threads, or the default it stands for)
@@ -66,7 +66,7 @@ class Trainer {
 
   // One optimizer step over `micro_batches` (gradient accumulation, token-weighted loss).
   absl::StatusOr<StepStats> Step(const std::vector<TokenBatch>& micro_batches);
-  // Sliding layers the next streamed steps update on the device: the first `layers` of the
+  // Sliding layers the next direct steps update on the device: the first `layers` of the
   // plan's device_update_layers candidates (more is InvalidArgument). Stops the auto search.
   // Changes no bit of the training (the same update runs on the device or the CPU).
   absl::Status SetDeviceUpdateLayers(int layers);
