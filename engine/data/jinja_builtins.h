@@ -4,6 +4,8 @@
 // methods (strip, split, startswith, items, get, ...), and the global functions HF exposes to
 // chat templates (range, namespace, raise_exception, strftime_now via the caller, dict).
 // Errors are plain messages; the evaluator prefixes the template position.
+// Implemented in jinja_builtins.cc (access, methods, globals) and jinja_filters.cc (filters,
+// tests), over the shared string operations of jinja_string_ops.h.
 #pragma once
 
 #include <string>
