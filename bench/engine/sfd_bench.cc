@@ -6,7 +6,7 @@
 //             [--accum A] [--lr X] [--warmup W] [--schedule constant|cosine|linear]
 //             [--max-grad-norm G] [--weight-decay D] [--beta2 B] [--device cpu|cuda]
 //             [--dtype bf16|fp32] [--cpu-threads N] [--slots K] [--budget-gib X] [--timing-warmup N]
-//             [--activations auto|device|host] [--device-saved-layers N] [--inputs-in-mirrors -1|0|1] [--device-update-layers auto|N] [--device-update-cpu-bound F] [--save DIR] [--logits-out FILE] [--label NAME]
+//             [--activations auto|device|host] [--device-saved-layers N] [--inputs-in-mirrors -1|0|1] [--device-update-layers auto|N] [--device-update-cpu-bound F] [--device-update-leading] [--save DIR] [--logits-out FILE] [--label NAME]
 //             [--nvme-dir DIR [--nvme-fraction F]]   AdamW moments of F of the layers on NVMe
 //             [--optimizer adamw|adamw_8bit]   adamw_8bit: 8-bit moments (optim/adamw_8bit.h)
 //             [--cpu-binding auto|none]   none: engine threads and host arenas not bound to the
@@ -165,6 +165,7 @@ int Run(const Args& a) {
   const std::string dul = a.Get("device-update-layers", "0");
   spec.engine.device_update_layers = dul == "auto" ? -1 : std::stoi(dul);
   spec.engine.device_update_cpu_bound = std::stod(a.Get("device-update-cpu-bound", "0.8"));
+  spec.engine.device_update_leading = a.Has("device-update-leading");
   std::vector<int> sweep;  // --device-update-sweep counts
   const int sweep_steps = std::stoi(a.Get("sweep-steps", "4"));
   if (a.Has("device-update-sweep") && sweep_steps < 2) {

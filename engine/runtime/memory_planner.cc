@@ -58,8 +58,15 @@ std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int devi
   return on;
 }
 
-std::vector<int> DeviceUpdateOrder(const ModelLayout& layout, int device_units) {
+std::vector<int> DeviceUpdateOrder(const ModelLayout& layout, int device_units, bool leading) {
   const int L = layout.num_layers();
+  if (leading) {
+    std::vector<int> order;
+    for (int i = 0; i < L; ++i) {
+      if (layout.layer_unit(i) >= device_units) order.push_back(layout.layer_unit(i));
+    }
+    return order;
+  }
   int bits = 0;
   while ((1 << bits) < L) ++bits;
   std::vector<bool> taken(L, false);
@@ -75,9 +82,10 @@ std::vector<int> DeviceUpdateOrder(const ModelLayout& layout, int device_units) 
   return order;
 }
 
-std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units) {
+std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units,
+                                    bool leading) {
   if (layers <= 0) return {};
-  const std::vector<int> order = DeviceUpdateOrder(layout, device_units);
+  const std::vector<int> order = DeviceUpdateOrder(layout, device_units, leading);
   std::vector<bool> on(layout.num_units(), false);
   for (int k = 0; k < layers && k < static_cast<int>(order.size()); ++k) on[order[k]] = true;
   return on;
@@ -319,7 +327,8 @@ absl::StatusOr<MemoryPlan> PlanWith(const PlannerInputs& in, int du_layers, bool
   p.need.host = HostUnitBytes(layout, bf16, !bf16, nvme, in.moments_8bit) -
                 (bf16 ? MirrorBytes(layout) : 0) + nvme_staging;
   // Device-updated sliding layers: their host state is pinned (the same bytes, another tier).
-  const std::vector<bool> dev_update = DeviceUpdateUnits(layout, du_layers, p.device_optimizer_units);
+  const std::vector<bool> dev_update =
+      DeviceUpdateUnits(layout, du_layers, p.device_optimizer_units, e.device_update_leading);
   for (size_t u = 0; u < dev_update.size(); ++u) {
     if (!dev_update[u]) continue;
     const int64_t n = layout.layout(static_cast<int>(u)).numel();

@@ -56,9 +56,11 @@ std::vector<bool> NvmeUnits(const ModelLayout& layout, double fraction, int devi
 // first n of the order are spread over the model for every n and each count's set holds the
 // smaller counts' (the auto count changes between steps within the pinned candidates). Units
 // below `device_units` (state on the device) are left out.
-std::vector<int> DeviceUpdateOrder(const ModelLayout& layout, int device_units);
+// `leading` (EngineSpec::device_update_leading, benchmarks and tests): layers in index order.
+std::vector<int> DeviceUpdateOrder(const ModelLayout& layout, int device_units, bool leading = false);
 // The first `layers` of DeviceUpdateOrder, indexed by unit; empty when layers is 0.
-std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units);
+std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int device_units,
+                                    bool leading = false);
 // Candidate layers of engine.device_update_layers: auto (two thirds of the layers; measured
 // best so far 14 of 28, 20 worse on both hosts tried).
 int AutoDeviceUpdateLayers(int num_layers);

@@ -298,8 +298,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerSpec& spec
     }
     m->nvme = std::move(store).value();
   }
-  m->device_update = DeviceUpdateUnits(layout, m->plan.device_update_layers, m->plan.device_optimizer_units);
-  m->du_order = DeviceUpdateOrder(layout, m->plan.device_optimizer_units);
+  const bool leading = spec.engine.device_update_leading;
+  m->device_update = DeviceUpdateUnits(layout, m->plan.device_update_layers, m->plan.device_optimizer_units, leading);
+  m->du_order = DeviceUpdateOrder(layout, m->plan.device_optimizer_units, leading);
   m->du_order.resize(std::min<size_t>(m->du_order.size(), m->plan.device_update_layers));
   SFD_ASSIGN_OR_RETURN(m->host, AllocateHostUnits(layout, m->backend.get(), bf16, /*all_grads=*/!bf16,
                                                   m->nvme_units, spec.optimizer.moments_8bit,

@@ -75,6 +75,9 @@ struct EngineSpec {
   // auto: search the count only when, at count 0, the CPU AdamW is busy for at least this
   // fraction of the step (below it the step is not bound by the update; 0 = always search).
   double device_update_cpu_bound = 0.8;
+  // Benchmarks and tests: device-updated layers are the leading ones (0, 1, 2, ... in the order
+  // counts take them) instead of spread over the model (DeviceUpdateOrder).
+  bool device_update_leading = false;
   // Compute dtype: "bf16", "fp16" or "fp32"; empty = bf16 on CUDA, fp32 on CPU.
   std::string compute_dtype;
   int cpu_threads = 0;        // CPU optimizer threads; 0 = every core with a GPU, all but two on CPU

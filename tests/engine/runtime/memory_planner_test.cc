@@ -257,6 +257,16 @@ TEST(MemoryPlannerTest, DeviceUpdateOrderSpreadsEveryPrefix) {
   EXPECT_EQ(DeviceUpdateOrder(s.layout, 6).size(), 28u - 5);
 }
 
+TEST(MemoryPlannerTest, DeviceUpdateOrderLeadingTakesTheFirstLayers) {
+  // EngineSpec::device_update_leading: layers in index order, device units left out.
+  const Shape s = Llama3B();
+  const std::vector<int> order = DeviceUpdateOrder(s.layout, 6, /*leading=*/true);
+  ASSERT_EQ(order.size(), 28u - 5);
+  for (size_t k = 0; k < order.size(); ++k) EXPECT_EQ(order[k], 6 + static_cast<int>(k));
+  const std::vector<bool> on = DeviceUpdateUnits(s.layout, 3, 0, /*leading=*/true);
+  for (int l = 0; l < 28; ++l) EXPECT_EQ(on[s.layout.layer_unit(l)], l < 3) << "layer " << l;
+}
+
 TEST(MemoryPlannerTest, GpuBoundStepKeepsGraphsBeforeOptimizerState) {
   // 8B at 64k tokens: ~6 s of GPU work against ~1.6 s of CPU AdamW, so the free memory keeps
   // forward graphs (no recompute) rather than AdamW state.

@@ -304,10 +304,16 @@ void ExpectDeviceUpdateLayersGiveCpuBits(DeviceKind device, double max_grad_norm
     const ModelLayout layout(*LoadModelConfig(model));
     const int64_t n = layout.layout(1).numel(), state = 6 * n + 8 * Q8Blocks(n);
     const int64_t per_layer = max_grad_norm > 0 ? state + 2 * n : state;
-    for (int layers : counts) {
-      SCOPED_TRACE(::testing::Message() << layers << " layer(s) updated on the device");
+    // Counts of the spread order, then (five layers) the two leading layers: adjacent layers
+    // back to back through the two staging buffers.
+    std::vector<std::pair<int, bool>> variants;
+    for (int layers : counts) variants.push_back({layers, false});
+    if (model == five) variants.push_back({2, true});
+    for (const auto& [layers, leading] : variants) {
+      SCOPED_TRACE(::testing::Message() << layers << (leading ? " leading" : "") << " layer(s) updated on the device");
       TrainerSpec dev = none;
       dev.engine.device_update_layers = layers;
+      dev.engine.device_update_leading = leading;
       auto t = Make(dev);
       ASSERT_TRUE(t);
       EXPECT_EQ(t->plan().device_update_layers, layers);
