@@ -429,10 +429,15 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // too: there the "device" update is the same CPU's, and the search finds what it is worth.
   absl::StatusOr<MemoryPlan> without = PlanWith(in, 0, false);
   if (!(in.moments_8bit && in.direct_steps)) return without;
-  if (without.ok() && without->window_slots == L) return without;  // every layer resident
+  if (!without.ok() || without->window_slots == L) return without;  // no fit, or every layer resident
   absl::StatusOr<MemoryPlan> with = PlanWith(in, AutoDeviceUpdateLayers(L), /*du_auto=*/true);
-  if (with.ok() && with->window_slots < L && with->device_update_layers > 0) return with;
-  return without;
+  if (!with.ok() || with->window_slots == L || with->device_update_layers == 0) return without;
+  // Nor where the staging takes the weight window below kAutoMinSlots (or below the slots the
+  // plan without it has, if fewer): with one slot a layer's load waits for the previous
+  // layer's compute, and releasing the staging later (v25) gives back saved inputs, not slots.
+  // 8B bs64 under 17 GiB: 1 slot with the staging against 4 without, for GEMM-bound steps.
+  if (with->window_slots < std::min(without->window_slots, kAutoMinSlots)) return without;
+  return with;
 }
 
 }  // namespace sfd

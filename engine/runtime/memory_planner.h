@@ -64,6 +64,10 @@ std::vector<bool> DeviceUpdateUnits(const ModelLayout& layout, int layers, int d
 // Candidate layers of engine.device_update_layers: auto (two thirds of the layers; measured
 // best so far 14 of 28, 20 worse on both hosts tried).
 int AutoDeviceUpdateLayers(int num_layers);
+// auto plans candidates only where their staging leaves the weight window at least this many
+// slots (or as many as the plan without it has, if fewer). Measured: 3 slots with the staging
+// against 4 without still gained (3B bs8 @8 GiB, session 11).
+inline constexpr int kAutoMinSlots = 3;
 // engine.device_update_layers auto that chose none: how many of the last layers keep their saved
 // inputs on the device once the candidates' staging is released — the plan without the staging
 // (from the same inputs), where it has the same slots, chunks and kept graphs and keeps more

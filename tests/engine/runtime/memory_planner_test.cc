@@ -189,6 +189,7 @@ TEST(MemoryPlannerTest, DeviceUpdateAutoPlansCandidatesWhereTheUpdateCanRun) {
     EXPECT_TRUE(absl::StrContains(p->summary, "up to 19 sliding layer(s) on the device"));
     EXPECT_LE(p->need.device, 8 * kGiB);
     EXPECT_LT(p->window_slots, 28);
+    EXPECT_GE(p->window_slots, kAutoMinSlots);
   }
   EXPECT_EQ(AutoDeviceUpdateLayers(28), 19);
   for (const auto& [moments_8bit, direct, budget] :
@@ -386,6 +387,32 @@ TEST(MemoryPlannerTest, BudgetBelowOneSlotIsRefusedWithTheNumbers) {
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(absl::StrContains(p.status().message(), "engine.gpu_memory_budget")) << p.status();
+}
+
+TEST(MemoryPlannerTest, AutoDeviceUpdateKeepsTheWeightWindow) {
+  // 8B bs64 under 17 GiB, streamed: the candidates' staging (2.49 GiB) would leave one weight
+  // slot against four without it, so auto plans none: the plan is the one without staging.
+  const Shape s = Llama8B();
+  EngineSpec none;
+  none.device_update_layers = 0;
+  auto q = Plan(s, 65536, 17, none, /*moments_8bit=*/true, /*grad_accumulators=*/false, /*direct_steps=*/true);
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_GE(q->window_slots, kAutoMinSlots);
+  EngineSpec e;
+  e.device_update_layers = -1;
+  auto p = Plan(s, 65536, 17, e, true, false, true);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->device_update_layers, 0) << p->summary;
+  EXPECT_FALSE(p->device_update_auto);
+  EXPECT_EQ(p->window_slots, q->window_slots);
+  EXPECT_EQ(p->need.device, q->need.device);
+  // A fixed count is the user's choice: planned with whatever slots remain.
+  EngineSpec fixed;
+  fixed.device_update_layers = 8;
+  auto f = Plan(s, 65536, 17, fixed, true, false, true);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->device_update_layers, 8);
+  EXPECT_LT(f->window_slots, kAutoMinSlots);
 }
 
 }  // namespace
