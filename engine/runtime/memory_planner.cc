@@ -429,9 +429,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlannerInputs& in) {
   // too: there the "device" update is the same CPU's, and the search finds what it is worth.
   absl::StatusOr<MemoryPlan> without = PlanWith(in, 0, false);
   if (!(in.moments_8bit && in.direct_steps)) return without;
-  if (!without.ok() || without->window_slots == L) return without;  // no fit, or every layer resident
+  if (without.ok() && without->window_slots == L) return without;  // every layer resident
   absl::StatusOr<MemoryPlan> with = PlanWith(in, AutoDeviceUpdateLayers(L), /*du_auto=*/true);
   if (!with.ok() || with->window_slots == L || with->device_update_layers == 0) return without;
+  // (Without the staging a plan may not fit where one with it does: an explicit window_slots
+  // whose inputs stay on the device, which the staging pushes to the host. Then it is that.)
+  if (!without.ok()) return with;
   // Nor where the staging takes the weight window below kAutoMinSlots (or below the slots the
   // plan without it has, if fewer): with one slot a layer's load waits for the previous
   // layer's compute, and releasing the staging later (v25) gives back saved inputs, not slots.

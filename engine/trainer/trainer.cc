@@ -557,6 +557,8 @@ std::optional<int> Trainer::device_update_choice() const {
   return m.du_tuner->count();
 }
 
+const std::vector<int>& Trainer::device_update_order() const { return impl_->du_order; }
+
 absl::StatusOr<double> Trainer::Evaluate(const std::vector<TokenBatch>& batches) {
   if (impl_->du_tuner) impl_->du_tuner->Disturbed();
   int64_t targets = 0;

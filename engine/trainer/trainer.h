@@ -73,6 +73,9 @@ class Trainer {
   // engine.device_update_layers auto: the count the search chose (nullopt while it runs, or
   // without auto).
   std::optional<int> device_update_choice() const;
+  // The sliding layers' units a count of n takes on the device: the first n of this order
+  // (EngineSpec::device_update_leading or the spread order); empty without candidates.
+  const std::vector<int>& device_update_order() const;
   // Mean cross-entropy over all target tokens of `batches`; no parameter change.
   absl::StatusOr<double> Evaluate(const std::vector<TokenBatch>& batches);
   // Full fp32 logits [rows, seq, vocab] of one batch with the current weights (tests, small

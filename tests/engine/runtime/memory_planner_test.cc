@@ -413,6 +413,17 @@ TEST(MemoryPlannerTest, AutoDeviceUpdateKeepsTheWeightWindow) {
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->device_update_layers, 8);
   EXPECT_LT(f->window_slots, kAutoMinSlots);
+  // Where only the plan with the staging fits (8B bs16 @17 GiB with window_slots 3: without
+  // it the inputs stay on the device and overflow; the staging sends them to the host), auto
+  // is that plan.
+  EngineSpec three = none;
+  three.window_slots = 3;
+  EXPECT_FALSE(Plan(Llama8B(), 16384, 17, three, true, false, true).ok());
+  three.device_update_layers = -1;
+  auto w = Plan(Llama8B(), 16384, 17, three, true, false, true);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_GT(w->device_update_layers, 0);
+  EXPECT_EQ(w->window_slots, 3);
 }
 
 }  // namespace
