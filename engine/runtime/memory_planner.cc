@@ -401,7 +401,15 @@ int AutoDeviceUpdateLayers(int num_layers) { return (2 * num_layers + 2) / 3; }
 
 int DeviceSavedLayersWithoutStaging(const PlannerInputs& in, const MemoryPlan& current) {
   if (current.activations_on_device) return current.device_saved_layers;
-  absl::StatusOr<MemoryPlan> without = PlanWith(in, 0, /*du_auto=*/false);
+  // The plan without the staging for the executor as it is: its slots, kept graphs and
+  // device-optimizer units fixed, so the room the staging held goes to saved inputs only.
+  EngineSpec e = *in.engine;
+  e.window_slots = current.window_slots;
+  e.keep_graph_layers = current.keep_graph_layers;
+  e.device_optimizer_units = current.device_optimizer_units;
+  PlannerInputs fixed = in;
+  fixed.engine = &e;
+  absl::StatusOr<MemoryPlan> without = PlanWith(fixed, 0, /*du_auto=*/false);
   if (!without.ok() || without->window_slots != current.window_slots ||
       without->layer_chunk_tokens != current.layer_chunk_tokens ||
       without->lm_head_chunk_tokens != current.lm_head_chunk_tokens ||

@@ -70,8 +70,9 @@ int AutoDeviceUpdateLayers(int num_layers);
 inline constexpr int kAutoMinSlots = 3;
 // engine.device_update_layers auto that chose none: how many of the last layers keep their saved
 // inputs on the device once the candidates' staging is released — the plan without the staging
-// (from the same inputs), where it has the same slots, chunks and kept graphs and keeps more
-// (all L when it keeps every input on the device); otherwise `current`'s count.
+// from the same inputs with `current`'s slots, kept graphs and device-optimizer units, where it
+// has the same chunks and keeps more (all L when it keeps every input on the device);
+// otherwise `current`'s count.
 int DeviceSavedLayersWithoutStaging(const PlannerInputs& in, const MemoryPlan& current);
 // The fraction a spec asks for (0 without nvme_dir); InvalidArgument naming
 // engine.nvme_fraction when it is outside [0, 1] or set without engine.nvme_dir.

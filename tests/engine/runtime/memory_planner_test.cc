@@ -208,8 +208,9 @@ TEST(MemoryPlannerTest, DeviceUpdateAutoPlansCandidatesWhereTheUpdateCanRun) {
 TEST(MemoryPlannerTest, ReleasedStagingGivesTheSavedInputsBack) {
   // 3B bs8 under 8 GiB (the session-11 H100 plans): with auto's staging the saved inputs are
   // offloaded but for a few layers; without it they all stay on the device, so once auto has
-  // chosen none (staging released) every layer keeps its input there. Where the plan without
-  // staging has other slots, or auto planned no staging, the count stays.
+  // chosen none (staging released) every layer keeps its input there. The plan without the
+  // staging keeps the executor's slots; where it cannot, or auto planned no staging, the count
+  // stays.
   const Shape s = Llama3B();
   EngineSpec e;
   e.device_update_layers = -1;
@@ -222,9 +223,18 @@ TEST(MemoryPlannerTest, ReleasedStagingGivesTheSavedInputsBack) {
   ASSERT_FALSE(p->activations_on_device);
   EXPECT_LT(p->device_saved_layers, 28);
   EXPECT_EQ(DeviceSavedLayersWithoutStaging(in, *p), 28);
-  MemoryPlan other_slots = *p;
-  other_slots.window_slots = p->window_slots - 1;
-  EXPECT_EQ(DeviceSavedLayersWithoutStaging(in, other_slots), p->device_saved_layers);
+  // Clipped, the staging (two layer gradients more) costs a slot too (3 against 4 without):
+  // the inputs still come back, planned for the 3 slots the executor keeps.
+  const PlannerInputs inc = Inputs(s, 8192, 8, &e, true, false, true, /*clipped=*/true);
+  auto c = PlanMemory(inc);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->window_slots, 3) << c->summary;
+  ASSERT_FALSE(c->activations_on_device);
+  EXPECT_GT(DeviceSavedLayersWithoutStaging(inc, *c), c->device_saved_layers);
+  // A current plan the budget could not hold without the staging either: the count stays.
+  MemoryPlan too_many = *p;
+  too_many.window_slots = 28;
+  EXPECT_EQ(DeviceSavedLayersWithoutStaging(in, too_many), p->device_saved_layers);
   EngineSpec none = e;
   none.device_update_layers = 0;
   const PlannerInputs in0 = Inputs(s, 8192, 8, &none, true, false, true, false);
