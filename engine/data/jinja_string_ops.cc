@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/data/tokenizer_utf8.h"
+
 namespace sfd::jinja::internal {
 namespace {
 
@@ -31,24 +33,7 @@ std::vector<uint32_t> Decode(const std::string& s) {
 std::string Encode(const std::vector<uint32_t>& cps, size_t b, size_t e) {
   std::string out;
   e = std::min(e, cps.size());
-  for (size_t i = b; i < e; ++i) {
-    uint32_t cp = cps[i];
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
+  for (size_t i = b; i < e; ++i) AppendUtf8(cps[i], &out);
   return out;
 }
 
